@@ -1,0 +1,104 @@
+"""The topic registry: which events travel on which topic, keyed by what.
+
+Topic names are `<context>.<stream>`. A deployment may prefix them all (`WARDFLOW_TOPIC_PREFIX`),
+which tests use to isolate themselves on a shared broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
+from schemas.assessments import AssessmentIssued
+from schemas.beds import (
+    BedAssigned,
+    BedRequestWaiting,
+    BedStatusChanged,
+    BedStatusReported,
+    BedTransitionRefused,
+    WardAvailabilityUpdated,
+)
+from schemas.deadletter import EventDeadLettered
+from schemas.observations import VitalSignsObserved, VitalSignsRecorded
+from schemas.patients import PatientStateUpdated
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    events: tuple[type[BaseModel], ...]
+    key: str
+    description: str
+    compacted: bool = False
+
+
+ADT_EVENTS = (PatientAdmitted, PatientTransferred, PatientDischarged)
+
+EVENTS_RAW = TopicSpec(
+    "events.raw",
+    (VitalSignsObserved, *ADT_EVENTS, BedStatusReported),
+    "patient_id, or ward for bed events",
+    "Everything ingest accepted, as sent, after validation against the contract.",
+)
+EVENTS_CLEAN = TopicSpec(
+    "events.clean",
+    (VitalSignsRecorded, *ADT_EVENTS, BedStatusReported),
+    "patient_id, or ward for bed events",
+    "Canonical events: canonical units, plausible values, duplicates removed.",
+)
+EVENTS_DLQ = TopicSpec(
+    "events.dlq",
+    (EventDeadLettered,),
+    "the original record's key",
+    "Records a stage could not process, with the stage, reason and original payload.",
+)
+PATIENTS_STATE = TopicSpec(
+    "patients.state",
+    (PatientStateUpdated,),
+    "patient_id",
+    "The fused live state of each patient after every relevant change.",
+    compacted=True,
+)
+PATIENTS_ASSESSMENTS = TopicSpec(
+    "patients.assessments",
+    (AssessmentIssued,),
+    "patient_id",
+    "Early-warning assessments (NEWS2) with sub-scores and completeness.",
+)
+BEDS_EVENTS = TopicSpec(
+    "beds.events",
+    (BedStatusChanged,),
+    "ward",
+    "Every change of a bed's status in the live state.",
+)
+BEDS_AVAILABILITY = TopicSpec(
+    "beds.availability",
+    (WardAvailabilityUpdated,),
+    "ward",
+    "Beds by status per ward, latest record per ward.",
+    compacted=True,
+)
+SCHEDULING_DECISIONS = TopicSpec(
+    "scheduling.decisions",
+    (BedAssigned, BedRequestWaiting, BedTransitionRefused),
+    "ward",
+    "What the scheduler decided and why: assignments, waiting requests, refused transitions.",
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    EVENTS_RAW,
+    EVENTS_CLEAN,
+    EVENTS_DLQ,
+    PATIENTS_STATE,
+    PATIENTS_ASSESSMENTS,
+    BEDS_EVENTS,
+    BEDS_AVAILABILITY,
+    SCHEDULING_DECISIONS,
+)
+
+
+def full_name(spec: TopicSpec, prefix: str = "") -> str:
+    """The topic's name on the broker, with the deployment's prefix."""
+    return f"{prefix}{spec.name}"

@@ -1,0 +1,55 @@
+"""Small shared vocabularies (enumerations) used across contexts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class VitalParameter(StrEnum):
+    """A vital sign parameter, named as in clinical practice."""
+
+    HEART_RATE = "heart_rate"
+    RESPIRATORY_RATE = "respiratory_rate"
+    SPO2 = "spo2"
+    SYSTOLIC_BP = "systolic_bp"
+    DIASTOLIC_BP = "diastolic_bp"
+    TEMPERATURE = "temperature"
+
+
+class Consciousness(StrEnum):
+    """ACVPU: Alert, new Confusion, responds to Voice, to Pain, Unresponsive."""
+
+    ALERT = "A"
+    NEW_CONFUSION = "C"
+    VOICE = "V"
+    PAIN = "P"
+    UNRESPONSIVE = "U"
+
+
+class BedStatus(StrEnum):
+    """Bed lifecycle (after HL7 v2 table 0116, bed status)."""
+
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    OCCUPIED = "occupied"
+    DIRTY = "dirty"
+    CLEANING = "cleaning"
+    BLOCKED = "blocked"
+
+
+class Band(StrEnum):
+    """NEWS2 clinical risk band (RCP 2017)."""
+
+    LOW = "low"
+    LOW_MEDIUM = "low_medium"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class LevelOfCare(StrEnum):
+    """What a ward provides: emergency department, general ward, high dependency, intensive care."""
+
+    EMERGENCY = "emergency"
+    GENERAL = "general"
+    HDU = "hdu"
+    ICU = "icu"

@@ -1,0 +1,95 @@
+"""Kafka plumbing: topic creation and clients configured the same way in every service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from schemas.topics import ALL_TOPICS, TopicSpec, full_name
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def topic(settings: ServiceSettings, spec: TopicSpec) -> str:
+    return full_name(spec, settings.topic_prefix)
+
+
+def make_producer(settings: ServiceSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
+    """A producer whose acknowledged writes are durable on every in-sync replica (acks=all).
+
+    Idempotence is off: the embedded broker does not support it, and every consumer is idempotent
+    by `event_id` anyway.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=linger_ms,
+        request_timeout_ms=10_000,
+    )
+
+
+def make_consumer(settings: ServiceSettings, group: str, *topics: str) -> AIOKafkaConsumer:
+    """A consumer that commits only after processing (at-least-once)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(500, settings.kafka_session_timeout_ms // 5),
+        max_poll_records=settings.kafka_max_batch,
+    )
+
+
+async def create_topics(
+    settings: ServiceSettings, partitions: int, specs: tuple[TopicSpec, ...] = ALL_TOPICS
+) -> list[str]:
+    """Create wardflow's topics if they do not exist yet; returns their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=topic(settings, spec),
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+            )
+            for spec in specs
+            if topic(settings, spec) not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+                await admin.create_topics(wanted)
+        return [topic(settings, spec) for spec in specs]
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(bootstrap_servers: str, timeout_seconds: float = 30.0) -> None:
+    """Poll until the broker answers a metadata request, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout_seconds
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaError, OSError) as error:
+            last_error = error
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+    raise TimeoutError(f"Kafka at {bootstrap_servers} did not answer: {last_error!r}")

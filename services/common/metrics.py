@@ -1,0 +1,78 @@
+"""Prometheus metrics shared by every stage (DESIGN section 7).
+
+Names are `wardflow_<what>_<unit>`; counters end in `_total`; labels come only from small fixed sets
+(stage, topic, reason, band, ward, status). Never a patient, bed, device or event id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+
+disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+PROCESSING_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0)
+
+EVENTS_IN = Counter("wardflow_events_in_total", "Events a stage received.", ["stage", "topic"])
+EVENTS_OUT = Counter("wardflow_events_out_total", "Events a stage produced.", ["stage", "topic"])
+EVENTS_REJECTED = Counter(
+    "wardflow_events_rejected_total",
+    "Events a stage refused or dead-lettered, by machine-readable reason.",
+    ["stage", "reason"],
+)
+EVENTS_IN_PROGRESS = Gauge(
+    "wardflow_events_in_progress", "Events a stage is processing right now.", ["stage"]
+)
+PROCESSING_SECONDS = Histogram(
+    "wardflow_processing_seconds",
+    "Time a stage spent on one event.",
+    ["stage"],
+    buckets=PROCESSING_BUCKETS,
+)
+EVENT_TIME_LAG_SECONDS = Histogram(
+    "wardflow_event_time_lag_seconds",
+    "Processing time minus the event's occurred_at.",
+    ["stage"],
+    buckets=LAG_BUCKETS,
+)
+LAST_PROCESSED_TIMESTAMP = Gauge(
+    "wardflow_last_processed_timestamp_seconds",
+    "Unix time of the last event a stage finished.",
+    ["stage"],
+)
+END_TO_END_LATENCY_SECONDS = Histogram(
+    "wardflow_end_to_end_latency_seconds",
+    "Time from ingest accepting an event to a stage producing its outcome.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+@contextmanager
+def processing(stage: str) -> Iterator[None]:
+    """Count one event in progress and time it; records the last-processed time at the end."""
+    EVENTS_IN_PROGRESS.labels(stage).inc()
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        PROCESSING_SECONDS.labels(stage).observe(time.perf_counter() - started)
+        EVENTS_IN_PROGRESS.labels(stage).dec()
+        LAST_PROCESSED_TIMESTAMP.labels(stage).set(time.time())
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Expose /metrics on its own port (a daemon thread); port 0 disables it."""
+    if port:
+        start_http_server(port, addr=host)

@@ -1,0 +1,109 @@
+"""Ingest rules: turn a sender's JSON into contract events, or say precisely what is wrong.
+
+Pure: the clock value and the authenticated source are passed in. A batch is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.codec import decode_python
+from schemas.topics import EVENTS_RAW
+from services.common.errors import describe
+
+INGEST_OWNED_FIELDS = ("recorded_at", "source")
+KINDS: dict[str, type[BaseModel]] = {model.__name__: model for model in EVENTS_RAW.events}
+
+
+@dataclass(frozen=True)
+class Problem:
+    index: int
+    field: str
+    problem: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "problem": self.problem}
+
+
+class BatchRefused(Exception):
+    """The request cannot be accepted; `status` is the HTTP status, `problems` say why."""
+
+    def __init__(self, status: int, reason: str, problems: list[Problem]) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.problems = problems
+
+
+def authenticate(authorization: str | None, api_keys: dict[str, str]) -> str | None:
+    """The source whose key the `Authorization: Bearer` header carries, else None."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    presented = authorization.removeprefix("Bearer ").strip().encode()
+    found = None
+    for source, key in api_keys.items():  # compare with every key: no timing signal
+        if hmac.compare_digest(presented, key.encode()):
+            found = source
+    return found
+
+
+def items_of(body: Any, max_events: int) -> list[Any]:
+    """The events of a request: `{"events": [...]}` or one event object."""
+    if isinstance(body, dict) and "events" in body:
+        items = body["events"]
+        if not isinstance(items, list) or not items:
+            raise BatchRefused(
+                422, "invalid_event", [Problem(0, "events", "must be a non-empty list")]
+            )
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        raise BatchRefused(422, "invalid_event", [Problem(0, "(body)", "must be a JSON object")])
+    if len(items) > max_events:
+        problem = Problem(0, "events", f"{len(items)} events; at most {max_events} per request")
+        raise BatchRefused(413, "too_many_events", [problem])
+    return items
+
+
+def _problems_of(index: int, item: Any) -> list[Problem]:
+    if not isinstance(item, dict):
+        return [Problem(index, "(event)", "must be a JSON object")]
+    problems = [
+        Problem(index, name, "is set by wardflow ingest; do not send it")
+        for name in INGEST_OWNED_FIELDS
+        if name in item
+    ]
+    model = KINDS.get(item.get("kind", ""))
+    if model is not None:
+        unknown = sorted(set(item) - set(model.model_fields))
+        problems += [
+            Problem(index, name, "is not a field of " + model.__name__) for name in unknown
+        ]
+    return problems
+
+
+def accept(body: Any, *, source: str, now: datetime, max_events: int) -> list[BaseModel]:
+    """Every event of the request as a validated contract event, or BatchRefused naming each
+    failing field. Nothing is accepted unless everything is."""
+    items = items_of(body, max_events)
+    problems: list[Problem] = []
+    events: list[BaseModel] = []
+    for index, item in enumerate(items):
+        problems += _problems_of(index, item)
+        if not isinstance(item, dict):
+            continue
+        # Ingest's own fields win over anything sent, so validation reports only real problems.
+        stamped = {"event_id": str(uuid4()), **item, "recorded_at": now, "source": source}
+        try:
+            events.append(decode_python(EVENTS_RAW, stamped))
+        except ValidationError as error:
+            problems += [Problem(index, p["field"], p["problem"]) for p in describe(error)]
+    if problems:
+        raise BatchRefused(422, "invalid_event", problems)
+    return events

@@ -1,0 +1,43 @@
+"""The scheduler process: the Kafka stage and the HTTP API on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas.topics import EVENTS_CLEAN
+from services.common.http import http_server
+from services.common.runtime import until_stopped
+from services.common.stage import StageRunner
+from services.scheduler.api import create_api
+from services.scheduler.app import STAGE, Scheduler, load_layout
+from services.scheduler.config import SchedulerSettings
+from services.scheduler.store import RedisBedStore
+
+
+async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
+    layout = load_layout(settings.hospital_layout)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        store = RedisBedStore(redis, settings.redis_key_prefix, settings.seen_event_ttl_seconds)
+        await store.ensure_layout(layout)
+        runner = StageRunner(
+            STAGE,
+            settings,
+            [EVENTS_CLEAN],
+            Scheduler(store, layout),
+            transient_errors=(RedisConnectionError, RedisTimeoutError),
+        )
+        server = http_server(create_api(store, layout), settings.http_host, settings.http_port)
+        tasks = [asyncio.create_task(runner.run()), asyncio.create_task(server.serve())]
+        try:
+            await until_stopped(stop, *tasks)
+        finally:
+            runner.stop()
+            server.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await redis.aclose()

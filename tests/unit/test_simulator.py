@@ -1,0 +1,341 @@
+"""The hospital simulator: flow of patients, housekeeping, physiology, reproducibility."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas.codec import decode_python
+from schemas.topics import EVENTS_RAW
+from services.simulator.app import LoadPacer, SimulatorStats, retry_after_seconds
+from services.simulator.domain import ED, HDU, WARD_A, WARD_B, Hospital, HospitalConfig
+from services.simulator.events import CompressedClock, Payload
+from services.simulator.physiology import Baseline, Course, observe
+
+START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+DAY_MINUTES = 24 * 60
+BASELINE = Baseline(75, 15, 97.5, 125, 80, 36.8)
+
+
+def simulate(
+    minutes: int,
+    *,
+    seed: int = 7,
+    every_minutes: int = 1,
+    config: HospitalConfig | None = None,
+    start: datetime = START,
+) -> tuple[Hospital, list[Payload]]:
+    hospital = Hospital(config or HospitalConfig(), random.Random(seed), start)
+    events: list[Payload] = []
+    for minute in range(0, minutes + 1, every_minutes):
+        events += hospital.step(start + timedelta(minutes=minute))
+    return hospital, events
+
+
+@pytest.fixture(scope="module")
+def one_day() -> list[Payload]:
+    return simulate(DAY_MINUTES)[1]
+
+
+def of_kind(events: list[Payload], kind: str) -> list[Payload]:
+    return [e for e in events if e["kind"] == kind]
+
+
+def at(event: Payload) -> datetime:
+    return datetime.fromisoformat(event["occurred_at"])
+
+
+def values(event: Payload) -> dict[str, Any]:
+    return {m["parameter"]: m["value"] for m in event["measurements"]}
+
+
+def test_same_seed_and_start_give_the_same_events() -> None:
+    assert simulate(240)[1] == simulate(240)[1]
+
+
+def test_events_do_not_depend_on_how_time_is_stepped() -> None:
+    assert simulate(240, every_minutes=1)[1] == simulate(240, every_minutes=240)[1]
+
+
+@pytest.mark.parametrize(
+    ("other_seed", "other_start"), [(8, START), (7, START + timedelta(seconds=1))]
+)
+def test_another_seed_or_start_gives_other_ids(other_seed: int, other_start: datetime) -> None:
+    ids = {e["event_id"] for e in simulate(60)[1]}
+    other = {e["event_id"] for e in simulate(60, seed=other_seed, start=other_start)[1]}
+    assert ids.isdisjoint(other)
+
+
+def test_every_event_validates_against_the_contract(one_day: list[Payload]) -> None:
+    for payload in one_day:
+        assert "recorded_at" not in payload and "source" not in payload
+        event = decode_python(
+            EVENTS_RAW, {**payload, "recorded_at": payload["occurred_at"], "source": "simulator"}
+        )
+        assert event.kind == payload["kind"]
+        assert str(event.event_id) == payload["event_id"]
+
+
+def test_events_come_in_time_order(one_day: list[Payload]) -> None:
+    times = [at(e) for e in one_day]
+    assert times == sorted(times)
+    assert all(t.tzinfo is not None and t.utcoffset() == timedelta(0) for t in times)
+
+
+def test_ids_are_pseudonymous(one_day: list[Payload]) -> None:
+    clinical = [e for e in one_day if "patient_id" in e]
+    assert all(re.fullmatch(r"P\d{6}", e["patient_id"]) for e in clinical)
+    vitals = of_kind(one_day, "VitalSignsObserved")
+    assert all(re.fullmatch(r"MON-\d{3}", e["device_id"]) for e in vitals)
+
+
+def test_a_patient_is_admitted_before_anything_else_and_silent_after_discharge(
+    one_day: list[Payload],
+) -> None:
+    timeline: dict[str, list[str]] = defaultdict(list)
+    for event in one_day:
+        if "patient_id" in event:
+            timeline[event["patient_id"]].append(event["kind"])
+    assert len(timeline) > 40
+    for kinds in timeline.values():
+        assert kinds[0] == "PatientAdmitted"
+        assert kinds.count("PatientAdmitted") == 1
+        assert kinds.count("PatientDischarged") <= 1
+        if "PatientDischarged" in kinds:
+            assert kinds[-1] == "PatientDischarged"
+
+
+def test_admissions_and_transfers_leave_the_bed_to_the_scheduler(one_day: list[Payload]) -> None:
+    adt = of_kind(one_day, "PatientAdmitted") + of_kind(one_day, "PatientTransferred")
+    assert adt and all(e["bed"] is None for e in adt)
+
+
+def test_patients_arrive_through_the_ed_and_move_to_wards(one_day: list[Payload]) -> None:
+    admitted = {e["ward"] for e in of_kind(one_day, "PatientAdmitted")}
+    moves = {(e["from_ward"], e["ward"]) for e in of_kind(one_day, "PatientTransferred")}
+    assert {ED, WARD_A, WARD_B} <= admitted
+    assert {(ED, WARD_A), (ED, WARD_B)} <= moves
+
+
+def test_some_deteriorating_patients_are_moved_to_hdu() -> None:
+    config = HospitalConfig(scheduled_vitals=False)
+    _, events = simulate(2 * DAY_MINUTES, every_minutes=10, config=config)
+    moves = {(e["from_ward"], e["ward"]) for e in of_kind(events, "PatientTransferred")}
+    assert any(to == HDU for _, to in moves)
+
+
+def test_transfers_and_discharges_name_the_ward_the_patient_is_in(one_day: list[Payload]) -> None:
+    ward: dict[str, str] = {}
+    for event in one_day:
+        if event["kind"] == "PatientAdmitted":
+            ward[event["patient_id"]] = event["ward"]
+        elif event["kind"] == "PatientTransferred":
+            assert event["from_ward"] == ward[event["patient_id"]] != event["ward"]
+            ward[event["patient_id"]] = event["ward"]
+        elif event["kind"] == "PatientDischarged":
+            assert event["ward"] == ward.pop(event["patient_id"])
+
+
+def test_census_stays_near_the_configured_number_of_patients() -> None:
+    config = HospitalConfig(scheduled_vitals=False)
+    hospital, events = simulate(3 * DAY_MINUTES, every_minutes=30, config=config)
+    assert 20 <= len(hospital.patients) <= 70
+    assert len(of_kind(events, "PatientDischarged")) > 100
+
+
+def test_monitors_report_every_interval() -> None:
+    config = HospitalConfig(vitals_interval_seconds=300, arrivals_per_hour=0)
+    _, events = simulate(120, config=config)
+    readings: dict[str, list[datetime]] = defaultdict(list)
+    for event in of_kind(events, "VitalSignsObserved"):
+        readings[event["patient_id"]].append(at(event))
+    assert len(readings) == 40
+    for times in readings.values():
+        assert {b - a for a, b in itertools.pairwise(times)} == {timedelta(seconds=300)}
+
+
+def test_no_bed_reports_without_housekeeping(one_day: list[Payload]) -> None:
+    assert of_kind(one_day, "BedStatusReported") == []
+
+
+def test_dirty_beds_are_cleaned_then_made_available() -> None:
+    hospital = Hospital(HospitalConfig(arrivals_per_hour=0), random.Random(1), START)
+    hospital.step(START + timedelta(minutes=5))
+    hospital.beds_to_clean([(WARD_A, "WARD-A-07"), (HDU, "HDU-02")])
+    hospital.beds_to_clean([(WARD_A, "WARD-A-07")])  # polled again while still dirty
+    events = hospital.step(START + timedelta(hours=3))
+    reports = of_kind(events, "BedStatusReported")
+    for ward, bed in [(WARD_A, "WARD-A-07"), (HDU, "HDU-02")]:
+        mine = [e for e in reports if e["bed"] == bed]
+        assert [(e["ward"], e["status"]) for e in mine] == [(ward, "cleaning"), (ward, "available")]
+        cleaning, available = (at(e) for e in mine)
+        assert START + timedelta(minutes=15) <= cleaning < available
+
+
+def test_a_bed_can_be_cleaned_again_after_it_was_made_available() -> None:
+    hospital = Hospital(HospitalConfig(arrivals_per_hour=0), random.Random(1), START)
+    hospital.beds_to_clean([(WARD_B, "WARD-B-01")])
+    hospital.step(START + timedelta(hours=2))
+    hospital.beds_to_clean([(WARD_B, "WARD-B-01")])
+    reports = of_kind(hospital.step(START + timedelta(hours=4)), "BedStatusReported")
+    assert [e["status"] for e in reports] == ["cleaning", "available"]
+
+
+@pytest.mark.parametrize("severity", [0.5, 1.0])
+def test_illness_raises_pulse_breathing_and_temperature_and_lowers_bp(severity: float) -> None:
+    rng = random.Random(3)
+    well = [observe(BASELINE, 0.0, rng) for _ in range(50)]
+    ill = [observe(BASELINE, severity, rng) for _ in range(50)]
+
+    def mean(readings: list[Any], field: str) -> float:
+        return statistics.mean(getattr(r, field) for r in readings)
+
+    for field in ("heart_rate_bpm", "respiratory_rate_per_min", "temperature_celsius"):
+        assert mean(ill, field) > mean(well, field)
+    for field in ("systolic_bp_mmhg", "spo2_percent"):
+        assert mean(ill, field) < mean(well, field)
+    assert all(r.supplemental_oxygen for r in ill)
+    assert not any(r.supplemental_oxygen for r in well)
+
+
+def test_severe_illness_means_oxygen_confusion_and_low_spo2() -> None:
+    rng = random.Random(3)
+    readings = [observe(BASELINE, 1.0, rng) for _ in range(50)]
+    assert all(r.supplemental_oxygen and r.consciousness != "A" for r in readings)
+    assert statistics.mean(r.spo2_percent for r in readings) <= 91
+    assert all(r.diastolic_bp_mmhg < r.systolic_bp_mmhg for r in readings)
+
+
+def test_readings_are_rounded_as_a_monitor_shows_them(one_day: list[Payload]) -> None:
+    for event in of_kind(one_day, "VitalSignsObserved")[:5000]:
+        for name, value in values(event).items():
+            if name == "temperature":
+                assert round(value, 1) == value
+            else:
+                assert isinstance(value, int)
+
+
+def test_deteriorating_patients_vitals_worsen_over_hours() -> None:
+    hospital = Hospital(HospitalConfig(vitals_interval_seconds=300), random.Random(11), START)
+    courses: dict[str, Course] = {}
+    events: list[Payload] = []
+    end = START + timedelta(days=2)
+    for minute in range(0, 2 * DAY_MINUTES + 1, 5):
+        events += hospital.step(START + timedelta(minutes=minute))
+        courses.update({pid: p.course for pid, p in hospital.patients.items()})
+    vitals = of_kind(events, "VitalSignsObserved")
+    checked = 0
+    for pid, course in courses.items():
+        worst_from = course.reaches(0.8 * course.peak)
+        if course.onset is None or worst_from is None or course.peak < 0.8:
+            continue
+        if course.onset < START + timedelta(hours=1) or worst_from > end - timedelta(hours=2):
+            continue  # no readings before the illness, or none at its worst
+        mine = [e for e in vitals if e["patient_id"] == pid]
+        before = [values(e) for e in mine if at(e) < course.onset]
+        worst = [e for e in mine if course.severity(at(e)) >= 0.8 * course.peak]
+
+        def mean(readings: list[dict[str, Any]], name: str) -> float:
+            return statistics.mean(r[name] for r in readings)
+
+        at_worst = [values(e) for e in worst]
+        assert mean(at_worst, "heart_rate") > mean(before, "heart_rate") + 25
+        assert mean(at_worst, "respiratory_rate") > mean(before, "respiratory_rate") + 7
+        assert mean(at_worst, "systolic_bp") < mean(before, "systolic_bp") - 20
+        assert all(e["supplemental_oxygen"] for e in worst)
+        assert not any(e["supplemental_oxygen"] for e in mine if at(e) < course.onset)
+        checked += 1
+    assert checked >= 2
+
+
+def test_about_fifteen_percent_of_patients_deteriorate() -> None:
+    config = HospitalConfig(initial_patients=1000, arrivals_per_hour=0)
+    hospital = Hospital(config, random.Random(5), START)
+    hospital.step(START)
+    ill = sum(p.course.onset is not None for p in hospital.patients.values())
+    assert 110 <= ill <= 190
+
+
+def test_about_one_monitor_in_ten_sends_fahrenheit(one_day: list[Payload]) -> None:
+    vitals = of_kind(one_day, "VitalSignsObserved")
+    units = [
+        m["unit"] for e in vitals for m in e["measurements"] if m["parameter"] == "temperature"
+    ]
+    assert set(units) == {"Cel", "[degF]"}
+    assert 0.05 <= units.count("[degF]") / len(units) <= 0.15
+    fahrenheit = [m["value"] for e in vitals for m in e["measurements"] if m["unit"] == "[degF]"]
+    assert min(fahrenheit) >= 95 and max(fahrenheit) <= 107
+
+
+def test_impossible_readings_occur_at_a_low_rate() -> None:
+    config = HospitalConfig(initial_patients=50, arrivals_per_hour=0, scheduled_vitals=False)
+    hospital = Hospital(config, random.Random(2), START)
+    hospital.step(START)
+    readings = hospital.readings(START, 40_000)
+    limits = {"heart_rate": 300, "respiratory_rate": 100, "spo2": 100, "systolic_bp": 350}
+    impossible = [
+        e for e in readings if any(values(e).get(name, 0) > top for name, top in limits.items())
+    ]
+    assert 0.003 <= len(impossible) / len(readings) <= 0.008
+
+
+def test_load_mode_sends_vitals_only_on_request_and_in_turn() -> None:
+    config = HospitalConfig(initial_patients=4, arrivals_per_hour=0, scheduled_vitals=False)
+    hospital = Hospital(config, random.Random(2), START)
+    admissions = hospital.step(START + timedelta(hours=1))
+    assert {e["kind"] for e in admissions} == {"PatientAdmitted"}
+    readings = hospital.readings(START + timedelta(hours=1), 10)
+    assert len(readings) == 10
+    assert [e["patient_id"] for e in readings[:4]] == sorted(e["patient_id"] for e in admissions)
+    assert readings[4]["patient_id"] == readings[0]["patient_id"]
+
+
+def test_time_cannot_go_backwards() -> None:
+    hospital = Hospital(HospitalConfig(), random.Random(1), START)
+    hospital.step(START + timedelta(minutes=5))
+    with pytest.raises(ValueError, match="backwards"):
+        hospital.step(START)
+
+
+def test_a_naive_start_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        Hospital(HospitalConfig(), random.Random(1), datetime(2025, 3, 1, 8, 0))
+
+
+def test_wall_stamps_map_simulated_hours_to_real_minutes() -> None:
+    clock = CompressedClock(START, speedup=60)
+    hospital = Hospital(HospitalConfig(), random.Random(7), START, stamp=clock.wall)
+    events = hospital.step(clock.simulated(START + timedelta(minutes=2)))
+    assert events
+    assert max(at(e) for e in events) <= START + timedelta(minutes=2)
+    assert clock.wall(clock.simulated(START + timedelta(seconds=90))) == START + timedelta(
+        seconds=90
+    )
+
+
+# -- the transport shell's pure helpers --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("2", 2.0), ("0", 0.05), ("3600", 30.0), ("soon", 1.5), ("nan", 1.5), (None, 1.5)],
+)
+def test_retry_after_is_bounded(header: str | None, expected: float) -> None:
+    headers = {} if header is None else {"Retry-After": header}
+    assert retry_after_seconds(httpx.Response(503, headers=headers), 1.5) == expected
+
+
+def test_load_pacer_keeps_the_rate_and_skips_rather_than_bursts() -> None:
+    stats = SimulatorStats()
+    pacer = LoadPacer(100)
+    assert [pacer.due(t, stats) for t in (0.0, 0.25, 0.5, 0.5)] == [0, 25, 25, 0]
+    assert pacer.due(10.5, stats) == 100
+    assert stats.load_events_skipped == 900
