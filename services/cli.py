@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,12 +36,19 @@ def up(
         bool, typer.Option(help="Drive the stack with the built-in hospital.")
     ] = True,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 4,
+    var_dir: Annotated[
+        Path, typer.Option(help="Where stack.json, summary.json, logs and state go.")
+    ] = Path("var"),
 ) -> None:
     """Start the whole pipeline (embedded broker and Redis unless configured) with a live view."""
     from services.launcher.up import UpOptions, run_up
 
     raise typer.Exit(
-        run_up(UpOptions(duration_seconds=duration, simulate=simulate, partitions=partitions))
+        run_up(
+            UpOptions(
+                duration_seconds=duration, simulate=simulate, partitions=partitions, var_dir=var_dir
+            )
+        )
     )
 
 

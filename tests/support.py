@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -137,7 +138,7 @@ class ServiceProcess:
             while True:
                 if self.process.poll() is not None:
                     raise AssertionError(
-                        f"{self.name} exited: {open(self.log_path).read()[-3000:]}"
+                        f"{self.name} exited: {Path(self.log_path).read_text()[-3000:]}"
                     )
                 try:
                     if marker in (await client.get(url, timeout=1)).text:

@@ -277,16 +277,11 @@ def _fields(stats: SimulatorStats) -> str:
 async def run_simulator(
     settings: SimulatorSettings,
     stop: asyncio.Event | None = None,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> SimulatorStats:
-    """Run until `duration_seconds` pass (0: until `stop` is set); the counts of what was sent.
-
-    `transport` replaces the network (e.g. `httpx.MockTransport` in tests).
-    """
+    """Run until `duration_seconds` pass (0: until `stop` is set); the counts of what was sent."""
     stop = asyncio.Event() if stop is None else stop
     stats = SimulatorStats()
-    async with httpx.AsyncClient(transport=transport, timeout=REQUEST_TIMEOUT_SECONDS) as client:
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS) as client:
         ingest = IngestClient(client, settings, stats, stop)
         if await ingest.wait_until_ready():
             await _simulate(settings, client, ingest, stop, stats)
@@ -298,6 +293,7 @@ def main(settings: SimulatorSettings | None = None) -> SimulatorStats:
     """Run the simulator in this process until done or SIGINT/SIGTERM."""
     settings = settings or SimulatorSettings()
     configure_logging("simulator", settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
 
     async def until_signalled() -> SimulatorStats:
         stop = asyncio.Event()

@@ -1,4 +1,4 @@
-"""The cleaning stage against the real embedded broker: canonical events out, refusals dead-lettered."""
+"""The cleaning stage on the real embedded broker: canonical events out, refusals dead-lettered."""
 
 from __future__ import annotations
 

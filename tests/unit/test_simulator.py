@@ -15,7 +15,13 @@ import pytest
 
 from schemas.codec import decode_python
 from schemas.topics import EVENTS_RAW
-from services.simulator.app import LoadPacer, SimulatorStats, retry_after_seconds
+from schemas.vocabulary import Consciousness
+from services.diagnosis import domain as rules
+from services.simulator.app import (
+    LoadPacer,
+    SimulatorStats,
+    retry_after_seconds,
+)
 from services.simulator.domain import ED, HDU, WARD_A, WARD_B, Hospital, HospitalConfig
 from services.simulator.events import CompressedClock, Payload
 from services.simulator.physiology import Baseline, Course, observe
@@ -339,3 +345,29 @@ def test_load_pacer_keeps_the_rate_and_skips_rather_than_bursts() -> None:
     assert [pacer.due(t, stats) for t in (0.0, 0.25, 0.5, 0.5)] == [0, 25, 25, 0]
     assert pacer.due(10.5, stats) == 100
     assert stats.load_events_skipped == 900
+
+
+def news2(event: Payload) -> int:
+    """The NEWS2 aggregate of one reading (SpO2 scale 1), scored by the diagnosis rules."""
+    v = values(event)
+    celsius = v["temperature"]
+    if any(m["unit"] == "[degF]" for m in event["measurements"]):
+        celsius = (celsius - 32) * 5 / 9
+    return (
+        rules.respiration_points(v["respiratory_rate"])
+        + rules.spo2_scale1_points(v["spo2"])
+        + rules.oxygen_points(event["supplemental_oxygen"])
+        + rules.systolic_points(v["systolic_bp"])
+        + rules.pulse_points(v["heart_rate"])
+        + rules.consciousness_points(Consciousness(event["consciousness"]))
+        + rules.temperature_points(celsius)
+    )
+
+
+def test_most_readings_score_low_and_some_reach_medium_and_high(one_day: list[Payload]) -> None:
+    scores = [news2(e) for e in of_kind(one_day, "VitalSignsObserved")]
+    low = sum(s <= 4 for s in scores) / len(scores)
+    medium = sum(5 <= s <= 6 for s in scores) / len(scores)
+    high = sum(s >= 7 for s in scores) / len(scores)
+    assert low >= 0.75
+    assert medium >= 0.005 and high >= 0.02
