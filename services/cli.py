@@ -113,6 +113,27 @@ def topics_create(
     typer.echo(json.dumps({"topics": names}))
 
 
+@schemas_app.command("generate")
+def schemas_generate() -> None:
+    """Write JSON Schema per topic and the AsyncAPI document to schemas/generated/."""
+    from schemas.generate import write
+
+    for path in write():
+        typer.echo(str(path))
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Exit 1 when schemas/generated/ differs from the models (run `make schemas`)."""
+    from schemas.generate import drifted
+
+    stale = drifted()
+    if stale:
+        typer.echo(f"out of date: {', '.join(stale)}; run `make schemas`", err=True)
+        raise typer.Exit(1)
+    typer.echo("schemas/generated is up to date")
+
+
 def main() -> None:
     app()
 

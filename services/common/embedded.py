@@ -71,6 +71,7 @@ def _spawn(name: str, argv: list[str], log_dir: Path) -> subprocess.Popen[bytes]
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops us in order
         )
 
 

@@ -16,6 +16,9 @@ def field_path(location: tuple[int | str, ...]) -> str:
     return path or "(body)"
 
 
+_UNION_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
+
+
 def describe(error: ValidationError, *, skip_union_tag: bool = True) -> list[dict[str, str]]:
     """One `{field, problem}` per failure, without the offending input (it may be PHI)."""
     problems = []
@@ -25,7 +28,13 @@ def describe(error: ValidationError, *, skip_union_tag: bool = True) -> list[dic
         tagged = len(location) > 1 and isinstance(location[0], str) and location[0][:1].isupper()
         if skip_union_tag and tagged:
             location = location[1:]
-        problems.append({"field": field_path(location), "problem": item["msg"]})
+        field, problem = field_path(location), item["msg"]
+        if item["type"] in _UNION_TAG_ERRORS:  # pydantic's message quotes the submitted tag
+            discriminator = str(item.get("ctx", {}).get("discriminator", "kind")).strip("'")
+            field = f"{field}.{discriminator}" if location else discriminator
+            expected = item.get("ctx", {}).get("expected_tags")
+            problem = f"must be one of {expected}" if expected else "is required"
+        problems.append({"field": field, "problem": problem})
     return problems
 
 

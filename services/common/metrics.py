@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by every stage (DESIGN section 7).
+"""Prometheus metrics shared by every stage (see docs/architecture.md).
 
 Names are `wardflow_<what>_<unit>`; counters end in `_total`; labels come only from small fixed sets
 (stage, topic, reason, band, ward, status). Never a patient, bed, device or event id.

@@ -58,20 +58,21 @@ def create_api(settings: IngestSettings, producer: AIOKafkaProducer, raw_topic: 
         except orjson.JSONDecodeError as error:
             return _refusal(400, "invalid_json", [Problem(0, "(body)", f"not valid JSON: {error}")])
         with metrics.processing(STAGE):
+            now = datetime.now(UTC)
             try:
                 events = accept(
-                    body,
-                    source=source,
-                    now=datetime.now(UTC),
-                    max_events=settings.max_events_per_request,
+                    body, source=source, now=now, max_events=settings.max_events_per_request
                 )
             except BatchRefused as refused:
                 return _refusal(refused.status, refused.reason, refused.problems)
             metrics.EVENTS_IN.labels(STAGE, "http").inc(len(events))
+            for event in events:
+                lag = (now - event.occurred_at).total_seconds()
+                metrics.EVENT_TIME_LAG_SECONDS.labels(STAGE).observe(max(0.0, lag))
             try:
                 async with asyncio.timeout(settings.broker_timeout_seconds):
                     futures = [
-                        await producer.send(raw_topic, value=encode(e), key=e.kafka_key())  # type: ignore[attr-defined]
+                        await producer.send(raw_topic, value=encode(e), key=e.kafka_key())
                         for e in events
                     ]
                     await asyncio.gather(*futures)
@@ -82,7 +83,7 @@ def create_api(settings: IngestSettings, producer: AIOKafkaProducer, raw_topic: 
                 )
         metrics.EVENTS_OUT.labels(STAGE, EVENTS_RAW.name).inc(len(events))
         HTTP_REQUESTS.labels(STAGE, "202").inc()
-        ids = [str(e.event_id) for e in events]  # type: ignore[attr-defined]
+        ids = [str(e.event_id) for e in events]
         return _json({"accepted": ids}, 202)
 
     return api

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from services.common.settings import ServiceSettings
 
@@ -20,3 +20,11 @@ class IngestSettings(ServiceSettings):
     broker_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long to wait for the broker before answering 503."
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_strong(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        weak = sorted(source for source, key in keys.items() if len(key.get_secret_value()) < 16)
+        if weak:
+            raise ValueError(f"API keys must be at least 16 characters; too short for: {weak}")
+        return keys

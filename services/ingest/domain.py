@@ -13,6 +13,7 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.base import Event
 from schemas.codec import decode_python
 from schemas.topics import EVENTS_RAW
 from services.common.errors import describe
@@ -46,6 +47,8 @@ def authenticate(authorization: str | None, api_keys: dict[str, str]) -> str | N
     if not authorization or not authorization.startswith("Bearer "):
         return None
     presented = authorization.removeprefix("Bearer ").strip().encode()
+    if not presented:
+        return None
     found = None
     for source, key in api_keys.items():  # compare with every key: no timing signal
         if hmac.compare_digest(presented, key.encode()):
@@ -79,7 +82,8 @@ def _problems_of(index: int, item: Any) -> list[Problem]:
         for name in INGEST_OWNED_FIELDS
         if name in item
     ]
-    model = KINDS.get(item.get("kind", ""))
+    kind = item.get("kind")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is not None:
         unknown = sorted(set(item) - set(model.model_fields))
         problems += [
@@ -88,12 +92,12 @@ def _problems_of(index: int, item: Any) -> list[Problem]:
     return problems
 
 
-def accept(body: Any, *, source: str, now: datetime, max_events: int) -> list[BaseModel]:
+def accept(body: Any, *, source: str, now: datetime, max_events: int) -> list[Event]:
     """Every event of the request as a validated contract event, or BatchRefused naming each
     failing field. Nothing is accepted unless everything is."""
     items = items_of(body, max_events)
     problems: list[Problem] = []
-    events: list[BaseModel] = []
+    events: list[Event] = []
     for index, item in enumerate(items):
         problems += _problems_of(index, item)
         if not isinstance(item, dict):

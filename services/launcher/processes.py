@@ -56,6 +56,7 @@ def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops us in order
         )
     return ManagedProcess(name, process, log_path)
 

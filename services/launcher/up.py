@@ -73,6 +73,7 @@ def run_up(options: UpOptions) -> int:
         filename=options.var_dir / "up.log", level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )  # fmt: skip
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape is noise
     try:
         return asyncio.run(_up(options, console))
     except StartupFailed as failure:
@@ -88,6 +89,7 @@ async def _up(options: UpOptions, console: Console) -> int:
     stack = Stack()
     outcomes = Outcomes()
     counts: dict[str, StageCounts] = {}
+    healthy = False
     started = time.monotonic()
     follower: asyncio.Task[None] | None = None
     follower_stop = asyncio.Event()
@@ -102,8 +104,9 @@ async def _up(options: UpOptions, console: Console) -> int:
                 follower_stop,
             )
         )
-        counts = await _watch(options, stack, outcomes, stop, console, started)
+        counts, healthy = await _watch(options, stack, outcomes, stop, console, started)
     finally:
+        log.info("stopping")
         if stack.simulator is not None:
             stop_all([stack.simulator])
             counts = await _drain(stack) or counts
@@ -119,7 +122,7 @@ async def _up(options: UpOptions, console: Console) -> int:
             (options.var_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
             console.print_json(data=result)
             console.print(f"summary written to {options.var_dir / 'summary.json'}")
-    return 0
+    return 0 if healthy else 1
 
 
 async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
@@ -134,6 +137,7 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
             stack.servers.append(await start_redis(logs, options.var_dir / "redis"))
             redis_url = stack.servers[-1].url
     embedded_kafka = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    log.info("broker=%s redis=%s embedded_kafka=%s", kafka_url, redis_url, embedded_kafka)
     base = ServiceSettings(kafka_bootstrap_servers=kafka_url)
     await create_topics(base, options.partitions)
     api_key = os.environ.get("WARDFLOW_DEV_API_KEY") or secrets.token_urlsafe(24)
@@ -179,6 +183,7 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
         "logs": str(logs),
     }
     (options.var_dir / "stack.json").write_text(json.dumps(stack.endpoints, indent=2) + "\n")
+    log.info("stack ready services=%d simulate=%s", len(stack.services), options.simulate)
     if options.simulate:
         env = {
             "WARDFLOW_SIMULATOR_INGEST_URL": ingest_url,
@@ -216,8 +221,9 @@ async def _watch(
     stop: asyncio.Event,
     console: Console,
     started: float,
-) -> dict[str, StageCounts]:
-    """Refresh the live view until stopped, the duration passes, or a service dies."""
+) -> tuple[dict[str, StageCounts], bool]:
+    """Refresh the live view until stopped, the duration passes, or a service dies (then the
+    second value is False)."""
     urls = stack.endpoints["metrics_urls"]
     header = (
         f"wardflow is running - ingest {stack.endpoints['ingest_url']}, "
@@ -250,14 +256,15 @@ async def _watch(
                 )
                 dead = [p.name for p in stack.services if not p.alive()]
                 if dead:
+                    log.error("services exited: %s", ", ".join(dead))
                     console.print(
                         f"[bold red]stopping: {', '.join(dead)} exited; "
                         f"see {options.var_dir}/logs[/]"
                     )
-                    break
+                    return counts, False
                 if options.duration_seconds and elapsed >= options.duration_seconds:
                     break
-    return counts
+    return counts, True
 
 
 async def _drain(stack: Stack, timeout_seconds: float = 15.0) -> dict[str, StageCounts]:

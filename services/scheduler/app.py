@@ -74,8 +74,13 @@ class Scheduler:
             return await self._place(event, event.ward, event.bed)
         if isinstance(event, PatientTransferred):
             self._known_ward(event.from_ward)
+            self._known_ward(event.ward)  # both checked before anything changes
             released = await self.store.transition(
-                event.from_ward, event.event_id, BedStatus.DIRTY, patient_id=event.patient_id
+                event.from_ward,
+                event.event_id,
+                BedStatus.DIRTY,
+                patient_id=event.patient_id,
+                step="release",
             )
             placed = await self._place(event, event.ward, event.bed)
             return [*await self._report(event, released), *placed]

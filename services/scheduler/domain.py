@@ -14,14 +14,15 @@ from schemas.vocabulary import BedStatus, LevelOfCare
 S = BedStatus
 
 # Bed lifecycle (HL7 table 0116 vocabulary). Discharge makes a bed dirty, never available;
-# housekeeping moves it through cleaning to available; blocked from any non-occupied state.
+# housekeeping moves it through cleaning to available; blocked from any non-occupied state, and
+# an unblocked bed is cleaned before use.
 ALLOWED_TRANSITIONS: dict[BedStatus, frozenset[BedStatus]] = {
     S.AVAILABLE: frozenset({S.RESERVED, S.OCCUPIED, S.BLOCKED}),
     S.RESERVED: frozenset({S.OCCUPIED, S.AVAILABLE, S.BLOCKED}),
     S.OCCUPIED: frozenset({S.DIRTY}),
     S.DIRTY: frozenset({S.CLEANING, S.BLOCKED}),
     S.CLEANING: frozenset({S.AVAILABLE, S.DIRTY, S.BLOCKED}),
-    S.BLOCKED: frozenset({S.DIRTY, S.AVAILABLE}),
+    S.BLOCKED: frozenset({S.DIRTY, S.CLEANING}),  # back into use only through cleaning
 }
 
 
@@ -67,11 +68,13 @@ def layout_from_dict(data: dict[str, Any]) -> HospitalLayout:
     wards: list[Ward] = []
     for index, item in enumerate(wards_data):
         where = f"wards[{index}]"
+        if not isinstance(item, dict):
+            raise LayoutError(f"{where}: must be a table with id, level_of_care and beds")
         ward_id = item.get("id")
         if not isinstance(ward_id, str) or not ward_id:
             raise LayoutError(f"{where}.id: must be a non-empty string")
         try:
-            level = LevelOfCare(item.get("level_of_care"))
+            level = LevelOfCare(str(item.get("level_of_care")))
         except ValueError:
             choices = ", ".join(level.value for level in LevelOfCare)
             raise LayoutError(f"{where}.level_of_care: must be one of {choices}") from None

@@ -66,6 +66,14 @@ local current = redis.call('HGET', KEYS[1], bed)
 if not current then
   return finish({outcome='unknown_bed', ward=ARGV[7], bed=bed}, ARGV[5], ARGV[6])
 end
+-- A patient placed in a named bed leaves the bed they held in this ward (the EHR wins).
+local held = nil
+if target == 'occupied' and patient ~= '' then
+  held = redis.call('HGET', KEYS[3], patient)
+  if held == bed then
+    return finish({outcome='already', ward=ARGV[7], bed=bed}, ARGV[5], ARGV[6])
+  end
+end
 if not string.find(',' .. ARGV[4] .. ',', ',' .. current .. ',', 1, true) then
   return finish({outcome='refused', ward=ARGV[7], bed=bed, previous=current}, ARGV[5], ARGV[6])
 end
@@ -74,7 +82,13 @@ if current == 'occupied' then
   redis.call('HDEL', KEYS[2], bed)
   if previous_patient then redis.call('HDEL', KEYS[3], previous_patient) end
 end
-local changes = {{bed, current, target}}
+local changes = {}
+if held then
+  redis.call('HSET', KEYS[1], held, 'dirty')
+  redis.call('HDEL', KEYS[2], held)
+  table.insert(changes, {held, 'occupied', 'dirty'})
+end
+table.insert(changes, {bed, current, target})
 local assigned = nil
 if target == 'occupied' then
   occupy(bed, patient)

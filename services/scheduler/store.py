@@ -73,9 +73,10 @@ class RedisBedStore:
         self._transition = redis.register_script(scripts.TRANSITION)
         self._ensure = redis.register_script(scripts.ENSURE_BEDS)
 
-    def _keys(self, ward: str, event_id: UUID | None = None) -> list[str]:
+    def _keys(self, ward: str, event_id: UUID | None = None, step: str = "") -> list[str]:
+        """The ward's keys; the last is the seen key of one step of one cause event."""
         base = f"{self.prefix}:{{ward:{ward}}}"
-        seen = f"{base}:seen:{event_id}" if event_id else f"{base}:seen:-"
+        seen = f"{base}:seen:{event_id}:{step}" if event_id else f"{base}:seen:-"
         names = ("status", "occupant", "patient_bed", "available", "order", "waiting")
         return [f"{base}:{name}" for name in names] + [seen]
 
@@ -106,8 +107,13 @@ class RedisBedStore:
         *,
         bed: str | None = None,
         patient_id: str | None = None,
+        step: str = "",
     ) -> ChangeResult:
-        """Move a bed (or the patient's bed) to `target` if the lifecycle allows it; atomic."""
+        """Move a bed (or the patient's bed) to `target` if the lifecycle allows it; atomic.
+
+        `step` tells apart several changes one event causes in the same ward (a transfer within
+        a ward releases one bed and occupies another), each idempotent on its own.
+        """
         allowed = ",".join(sorted(status.value for status in allowed_from(target)))
         args: list[str | int] = [
             bed or "",
@@ -118,7 +124,7 @@ class RedisBedStore:
             self.channel,
             ward,
         ]
-        raw = await self._transition(keys=self._keys(ward, event_id), args=args)
+        raw = await self._transition(keys=self._keys(ward, event_id, step), args=args)
         return ChangeResult.from_json(raw)
 
     async def statuses(self, ward: str) -> dict[str, BedStatus]:

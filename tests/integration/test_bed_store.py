@@ -269,6 +269,8 @@ async def test_blocked_bed_is_not_allocated_until_released(store: RedisBedStore)
     assert (await report(store, "W1-01", BLOCKED)).outcome == "applied"
     assert (await admit(store, "P1")).bed == "W1-02"
     assert (await admit(store, "P2")).outcome == "waiting"
+    assert (await report(store, "W1-01", AVAILABLE)).outcome == "refused", "clean it first"
+    assert (await report(store, "W1-01", CLEANING)).outcome == "applied"
     unblocked = await report(store, "W1-01", AVAILABLE)
     assert unblocked.assigned is not None
     assert (unblocked.assigned.patient_id, unblocked.assigned.bed) == ("P2", "W1-01")

@@ -42,6 +42,12 @@ def observed(*measurements: Measurement, **extra: object) -> VitalSignsObserved:
     )
 
 
+def label(value: object) -> str:
+    if isinstance(value, Measurement):
+        return f"{value.parameter.value}={value.value:g} {value.unit}"
+    return str(value)
+
+
 @pytest.mark.parametrize(
     ("measurement", "field", "value"),
     [
@@ -97,7 +103,7 @@ def test_unknown_unit_is_refused_naming_the_unit(measurement: Measurement) -> No
         (m(SYS, 350, "mmHg"), "systolic_bp_mmhg"),
         (m(DIA, 300, "mmHg"), "diastolic_bp_mmhg"),
     ],
-    ids=lambda x: f"{x.parameter.value}={x.value:g}{x.unit}" if isinstance(x, Measurement) else "",
+    ids=label,
 )
 def test_value_at_the_limit_is_possible(measurement: Measurement, field: str) -> None:
     assert to_canonical(measurement)[0] == field
@@ -121,7 +127,7 @@ def test_value_at_the_limit_is_possible(measurement: Measurement, field: str) ->
         (m(SYS, 351, "mmHg"), "systolic_bp_mmhg", "0-350"),
         (m(DIA, 300.5, "mmHg"), "diastolic_bp_mmhg", "0-300"),
     ],
-    ids=lambda x: f"{x.parameter.value}={x.value:g}{x.unit}" if isinstance(x, Measurement) else "",
+    ids=label,
 )
 def test_value_beyond_the_limit_is_impossible(
     measurement: Measurement, field: str, limit: str

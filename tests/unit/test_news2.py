@@ -1,4 +1,4 @@
-"""NEWS2 scoring against the RCP 2017 table (DESIGN section 9), at every threshold."""
+"""NEWS2 scoring against the RCP 2017 table, at every threshold."""
 
 from __future__ import annotations
 
