@@ -51,8 +51,8 @@ def asyncapi() -> dict[str, Any]:
         "info": {
             "title": "wardflow events",
             "version": str(SCHEMA_VERSION),
-            "description": "Kafka topics of wardflow. Changes within a schema version are additive; "
-            "consumers ignore unknown fields.",
+            "description": "Kafka topics of wardflow. Changes within a schema version are "
+            "additive; consumers ignore unknown fields.",
         },
         "defaultContentType": "application/json",
         "channels": channels,
