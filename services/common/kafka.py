@@ -51,30 +51,38 @@ def make_consumer(settings: ServiceSettings, group: str, *topics: str) -> AIOKaf
     )
 
 
-async def create_topics(
-    settings: ServiceSettings, partitions: int, specs: tuple[TopicSpec, ...] = ALL_TOPICS
-) -> list[str]:
-    """Create wardflow's topics if they do not exist yet; returns their names."""
+async def ensure_topics(
+    settings: ServiceSettings, compacted_by_name: dict[str, bool], partitions: int
+) -> None:
+    """Create the named topics (name -> compacted?) that do not exist yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
-                name=topic(settings, spec),
+                name=name,
                 num_partitions=partitions,
-                replication_factor=1,
-                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if compacted else {},
             )
-            for spec in specs
-            if topic(settings, spec) not in existing
+            for name, compacted in compacted_by_name.items()
+            if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(wanted)
-        return [topic(settings, spec) for spec in specs]
     finally:
         await admin.close()
+
+
+async def create_topics(
+    settings: ServiceSettings, partitions: int, specs: tuple[TopicSpec, ...] = ALL_TOPICS
+) -> list[str]:
+    """Create wardflow's topics if they do not exist yet; returns their names."""
+    names = {topic(settings, spec): spec.compacted for spec in specs}
+    await ensure_topics(settings, names, partitions)
+    return list(names)
 
 
 async def wait_for_broker(bootstrap_servers: str, timeout_seconds: float = 30.0) -> None:

@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
         "only when this expires, so it is kept small there (10-20 ms).",
     )
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, le=10, description="Replicas of each topic wardflow creates."
+    )
     kafka_max_batch: int = Field(default=500, ge=1, le=10_000, description="Records per poll.")
     topic_prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9._-]*$", description="Prefix for every topic name."

@@ -40,6 +40,7 @@ def build(settings: FusionSettings) -> faust.App:
         broker_commit_every=settings.kafka_max_batch,
         broker_commit_interval=0.5,
         producer_acks=-1,
+        topic_replication_factor=settings.kafka_replication_factor,
         producer_linger_ms=2,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
+from services.common.kafka import ensure_topics
 from services.common.logs import configure_logging
 from services.common.metrics import serve_metrics
 from services.fusion.app import STAGE, build
@@ -35,22 +33,5 @@ async def create_changelog_topics(app: faust.App, settings: FusionSettings) -> N
     the changelog its default partition count, and faust refuses a changelog that differs from
     its source topic.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=table.changelog_topic.get_topic_name(),
-                num_partitions=settings.partitions,
-                replication_factor=1,
-                topic_configs={"cleanup.policy": "compact"},
-            )
-            for table in app.tables.values()
-            if table.changelog_topic.get_topic_name() not in existing
-        ]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-    finally:
-        await admin.close()
+    changelogs = {table.changelog_topic.get_topic_name(): True for table in app.tables.values()}
+    await ensure_topics(settings, changelogs, settings.partitions)
