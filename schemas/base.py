@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, ClassVar
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -15,8 +15,14 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""A timezone-aware timestamp, normalised to UTC. Naive timestamps are refused."""
+def _not_a_number(value: object) -> object:
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time with a timezone, not a number")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_to_utc)]
+"""A timezone-aware timestamp, normalised to UTC. Naive timestamps and numbers are refused."""
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 """An opaque identifier: letters, digits and . _ : - only, at most 64 characters."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, Strict, StrictBool, model_validator
 
 from schemas.base import Contract, Event, Identifier
 from schemas.vocabulary import Consciousness, VitalParameter
@@ -17,7 +17,8 @@ def _finite(value: float) -> float:
     return value
 
 
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+FiniteFloat = Annotated[float, Strict(), AfterValidator(_finite)]
+"""A finite number sent as a JSON number (a numeric string is refused, not guessed at)."""
 
 
 class Measurement(Contract):
@@ -36,7 +37,7 @@ class VitalSignsObserved(Event):
     patient_id: Identifier
     device_id: Identifier | None = None
     measurements: Annotated[list[Measurement], Field(max_length=32)] = []
-    supplemental_oxygen: bool | None = None
+    supplemental_oxygen: StrictBool | None = None
     consciousness: Consciousness | None = None
 
     @model_validator(mode="after")
@@ -65,6 +66,8 @@ class VitalSigns(Contract):
     systolic_bp_mmhg: float | None = None
     diastolic_bp_mmhg: float | None = None
     temperature_celsius: float | None = None
+    oxygen_flow_l_per_min: float | None = None
+    fio2_percent: float | None = None
     on_supplemental_oxygen: bool | None = None
     consciousness: Consciousness | None = None
 

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
+from schemas.admissions import (
+    AdmissionCancelled,
+    DischargeCancelled,
+    PatientAdmitted,
+    PatientDischarged,
+    PatientRegistered,
+    PatientTransferred,
+    PatientUpdated,
+    TransferCancelled,
+)
 from schemas.assessments import AssessmentIssued
 from schemas.beds import (
     BedAssigned,
@@ -23,6 +32,7 @@ from schemas.beds import (
 from schemas.deadletter import EventDeadLettered
 from schemas.observations import VitalSignsObserved, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
+from schemas.resources import ResourceStatusReported
 
 
 @dataclass(frozen=True)
@@ -34,18 +44,27 @@ class TopicSpec:
     compacted: bool = False
 
 
-ADT_EVENTS = (PatientAdmitted, PatientTransferred, PatientDischarged)
+ADT_EVENTS = (
+    PatientAdmitted,
+    PatientRegistered,
+    PatientTransferred,
+    PatientDischarged,
+    PatientUpdated,
+    AdmissionCancelled,
+    TransferCancelled,
+    DischargeCancelled,
+)
 
 EVENTS_RAW = TopicSpec(
     "events.raw",
-    (VitalSignsObserved, *ADT_EVENTS, BedStatusReported),
-    "patient_id, or ward for bed events",
+    (VitalSignsObserved, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
+    "patient_id, or ward for bed and resource events",
     "Everything ingest accepted, as sent, after validation against the contract.",
 )
 EVENTS_CLEAN = TopicSpec(
     "events.clean",
-    (VitalSignsRecorded, *ADT_EVENTS, BedStatusReported),
-    "patient_id, or ward for bed events",
+    (VitalSignsRecorded, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
+    "patient_id, or ward for bed and resource events",
     "Canonical events: canonical units, plausible values, duplicates removed.",
 )
 EVENTS_DLQ = TopicSpec(

@@ -14,6 +14,8 @@ class VitalParameter(StrEnum):
     SYSTOLIC_BP = "systolic_bp"
     DIASTOLIC_BP = "diastolic_bp"
     TEMPERATURE = "temperature"
+    OXYGEN_FLOW = "oxygen_flow"  # inhaled oxygen flow rate, L/min (LOINC 3151-8)
+    FIO2 = "fio2"  # inhaled oxygen concentration, % (LOINC 3150-0)
 
 
 class Consciousness(StrEnum):

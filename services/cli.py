@@ -17,6 +17,8 @@ schemas_app = typer.Typer(
 )
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+keys_app = typer.Typer(help="API keys for sources that send to ingest.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 class ServiceName(StrEnum):
@@ -132,6 +134,28 @@ def schemas_check() -> None:
         typer.echo(f"out of date: {', '.join(stale)}; run `make schemas`", err=True)
         raise typer.Exit(1)
     typer.echo("schemas/generated is up to date")
+
+
+@keys_app.command("new")
+def keys_new(
+    source: Annotated[str, typer.Option(help="The source's name, e.g. bedside-gateway.")],
+    kinds: Annotated[
+        list[str], typer.Option("--kind", help="An event kind it may send; repeat. Default: all.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+) -> None:
+    """Make a new API key: give the key to the sender, put the printed table in the sources file."""
+    from services.ingest.sources import new_key
+
+    key, digest = new_key()
+    allowed = ", ".join(f'"{kind}"' for kind in kinds) if kinds else '"*"'
+    typer.echo(
+        f"# API key for {source} (shown once; give it to the sender, store it nowhere else):"
+    )
+    typer.echo(f"# {key}")
+    typer.echo("[[sources]]")
+    typer.echo(f'name = "{source}"')
+    typer.echo(f'key_sha256 = "{digest}"')
+    typer.echo(f"kinds = [{allowed}]")
 
 
 def main() -> None:

@@ -86,6 +86,15 @@ CANONICAL: dict[VitalParameter, CanonicalForm] = {
         25.0,
         45.0,
     ),
+    VitalParameter.OXYGEN_FLOW: CanonicalForm(
+        "oxygen_flow_l_per_min",
+        {"L/min": _same, "l/min": _same, "mL/min": lambda v: v / 1000.0},
+        0.0,
+        80.0,
+    ),
+    VitalParameter.FIO2: CanonicalForm(
+        "fio2_percent", {"%": _same, "1": lambda fraction: fraction * 100.0}, 21.0, 100.0
+    ),
 }
 
 

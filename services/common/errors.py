@@ -25,10 +25,12 @@ def describe(error: ValidationError, *, skip_union_tag: bool = True) -> list[dic
     for item in error.errors(include_input=False, include_url=False):
         location = item["loc"]
         # Discriminated unions prefix the location with the matched kind: drop it.
-        tagged = len(location) > 1 and isinstance(location[0], str) and location[0][:1].isupper()
+        tagged = bool(location) and isinstance(location[0], str) and location[0][:1].isupper()
         if skip_union_tag and tagged:
             location = location[1:]
-        field, problem = field_path(location), item["msg"]
+        field, problem = field_path(location), item["msg"].removeprefix("Value error, ")
+        if field == "(body)":
+            field = "(event)"  # a rule about the event as a whole
         if item["type"] in _UNION_TAG_ERRORS:  # pydantic's message quotes the submitted tag
             discriminator = str(item.get("ctx", {}).get("discriminator", "kind")).strip("'")
             field = f"{field}.{discriminator}" if location else discriminator

@@ -1,11 +1,12 @@
 """Ingest rules: turn a sender's JSON into contract events, or say precisely what is wrong.
 
-Pure: the clock value and the authenticated source are passed in. A batch is all-or-nothing.
+Pure: the clock value, the authenticated source and the pseudonym key are passed in. A batch is
+all-or-nothing.
 """
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,8 @@ from schemas.base import Event
 from schemas.codec import decode_python
 from schemas.topics import EVENTS_RAW
 from services.common.errors import describe
+from services.ingest.guards import pseudonymise
+from services.ingest.sources import Source
 
 INGEST_OWNED_FIELDS = ("recorded_at", "source")
 KINDS: dict[str, type[BaseModel]] = {model.__name__: model for model in EVENTS_RAW.events}
@@ -35,25 +38,25 @@ class Problem:
 class BatchRefused(Exception):
     """The request cannot be accepted; `status` is the HTTP status, `problems` say why."""
 
-    def __init__(self, status: int, reason: str, problems: list[Problem]) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        problems: list[Problem],
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.problems = problems
+        self.retry_after_seconds = retry_after_seconds
 
 
-def authenticate(authorization: str | None, api_keys: dict[str, str]) -> str | None:
-    """The source whose key the `Authorization: Bearer` header carries, else None."""
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; empty when there is none."""
     if not authorization or not authorization.startswith("Bearer "):
-        return None
-    presented = authorization.removeprefix("Bearer ").strip().encode()
-    if not presented:
-        return None
-    found = None
-    for source, key in api_keys.items():  # compare with every key: no timing signal
-        if hmac.compare_digest(presented, key.encode()):
-            found = source
-    return found
+        return ""
+    return authorization.removeprefix("Bearer ").strip()
 
 
 def items_of(body: Any, max_events: int) -> list[Any]:
@@ -92,22 +95,49 @@ def _problems_of(index: int, item: Any) -> list[Problem]:
     return problems
 
 
-def accept(body: Any, *, source: str, now: datetime, max_events: int) -> list[Event]:
-    """Every event of the request as a validated contract event, or BatchRefused naming each
-    failing field. Nothing is accepted unless everything is."""
-    items = items_of(body, max_events)
+def prepare(
+    items: list[Any],
+    *,
+    source: Source,
+    now: datetime,
+    pseudonym_key: bytes,
+    default_id: Callable[[int], str] = lambda index: str(uuid4()),
+) -> list[Event]:
+    """Every inbound item as a validated contract event, or BatchRefused naming each failing
+    field. Nothing is accepted unless everything is.
+
+    The patient identifier as sent (the MRN) is replaced by its keyed pseudonym before anything
+    else sees it; `default_id(index)` gives the event id of an item that brings none.
+    """
     problems: list[Problem] = []
+    forbidden: list[Problem] = []
     events: list[Event] = []
     for index, item in enumerate(items):
         problems += _problems_of(index, item)
         if not isinstance(item, dict):
             continue
+        kind = item.get("kind")
+        if isinstance(kind, str) and kind in KINDS and not source.may_send(kind):
+            forbidden.append(Problem(index, "kind", f"source {source.name!r} may not send {kind}"))
         # Ingest's own fields win over anything sent, so validation reports only real problems.
-        stamped = {"event_id": str(uuid4()), **item, "recorded_at": now, "source": source}
+        stamped = {"event_id": default_id(index), **item, "recorded_at": now, "source": source.name}
+        mrn = stamped.get("patient_id")
+        if isinstance(mrn, str) and 0 < len(mrn.strip()) <= 64 and mrn.isprintable():
+            stamped["patient_id"] = pseudonymise(mrn, pseudonym_key)
         try:
             events.append(decode_python(EVENTS_RAW, stamped))
         except ValidationError as error:
             problems += [Problem(index, p["field"], p["problem"]) for p in describe(error)]
+    if forbidden:
+        raise BatchRefused(403, "kind_not_allowed", forbidden)
     if problems:
         raise BatchRefused(422, "invalid_event", problems)
     return events
+
+
+def accept(
+    body: Any, *, source: Source, now: datetime, max_events: int, pseudonym_key: bytes
+) -> list[Event]:
+    """The events of a native JSON request (`{"events": [...]}` or one event object)."""
+    items = items_of(body, max_events)
+    return prepare(items, source=source, now=now, pseudonym_key=pseudonym_key)

@@ -141,7 +141,9 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
     base = ServiceSettings(kafka_bootstrap_servers=kafka_url)
     await create_topics(base, options.partitions)
     api_key = os.environ.get("WARDFLOW_DEV_API_KEY") or secrets.token_urlsafe(24)
+    pseudonym_key = _pseudonym_key(options.var_dir)
     http_ports = {"ingest": free_port(8080), "scheduler": free_port(8081)}
+    mllp_port = free_port(2575)
     metrics_ports = {name: free_port(port) for name, port in PREFERRED_PORTS.items()}
     common_env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_url,
@@ -161,6 +163,8 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
                 env["WARDFLOW_HTTP_PORT"] = str(http_ports[name])
             if name == "ingest":
                 env["WARDFLOW_API_KEYS"] = json.dumps({DEV_SOURCE: api_key})
+                env["WARDFLOW_PSEUDONYM_KEY"] = pseudonym_key
+                env["WARDFLOW_MLLP_PORT"] = str(mllp_port)
             stack.services.append(start_process(name, ["service", name], env, logs))
         metrics_urls = {n: f"http://127.0.0.1:{p}/metrics" for n, p in metrics_ports.items()}
         await _wait_ready(stack.services, metrics_urls)
@@ -172,7 +176,11 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
         "topic_prefix": base.topic_prefix,
         "embedded": {"kafka": embedded_kafka, "redis": not os.environ.get("REDIS_URL")},
         "ingest_url": ingest_url,
-        "mllp": None,
+        "mllp": {
+            "host": "127.0.0.1",
+            "port": mllp_port,
+            "senders": "any sending application (development source)",
+        },
         "scheduler_url": scheduler_url,
         "metrics_urls": metrics_urls,
         "credential": {
@@ -280,3 +288,16 @@ async def _drain(stack: Stack, timeout_seconds: float = 15.0) -> dict[str, Stage
             last = counts
             await asyncio.sleep(1.0)
     return last
+
+
+def _pseudonym_key(var_dir: Path) -> str:
+    """The development pseudonym key: WARDFLOW_PSEUDONYM_KEY, else one kept in var/ (mode 0600)
+    so that patient keys stay the same from run to run against a persistent broker."""
+    configured = os.environ.get("WARDFLOW_PSEUDONYM_KEY")
+    if configured:
+        return configured
+    path = var_dir / "pseudonym.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()

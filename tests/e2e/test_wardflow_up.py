@@ -22,6 +22,7 @@ from schemas.beds import BedAssigned
 from schemas.topics import PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS
 from schemas.vocabulary import Band
 from services.common.settings import ServiceSettings
+from services.ingest.guards import pseudonymise
 from services.launcher.processes import wardflow_command
 from tests.support import collect, eventually
 
@@ -87,6 +88,8 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
         children = descendants(process.pid)
         assert len(children) >= 7, "broker, Redis and five services as separate processes"
         headers = {"Authorization": f"Bearer {stack['credential']['api_key']}"}
+        # The MRN never travels past ingest: downstream the patient is its keyed pseudonym.
+        patient = pseudonymise("E2E-1", (var_dir / "pseudonym.key").read_text().strip().encode())
         admission = {
             "kind": "PatientAdmitted",
             "occurred_at": datetime.now(UTC).isoformat(),
@@ -106,7 +109,7 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
                 settings.kafka_bootstrap_servers,
                 settings,
                 PATIENTS_ASSESSMENTS,
-                lambda events: any(e.patient_id == "E2E-1" and e.complete for e in events),
+                lambda events: any(e.patient_id == patient and e.complete for e in events),
                 timeout_seconds=60,
             )
             assessment: AssessmentIssued = next(a for a in assessments if a.complete)
@@ -121,7 +124,7 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
                 timeout_seconds=60,
             )
             assigned = next(e for e in decisions if isinstance(e, BedAssigned))
-            assert (assigned.patient_id, assigned.ward) == ("E2E-1", "WARD-A")
+            assert (assigned.patient_id, assigned.ward) == (patient, "WARD-A")
 
             redis = Redis.from_url(stack["redis_url"], decode_responses=True)
             try:
@@ -129,7 +132,7 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
                 occupant = await redis.hget("wardflow:{ward:WARD-A}:occupant", assigned.bed)
             finally:
                 await redis.aclose()
-            assert (status, occupant) == ("occupied", "E2E-1")
+            assert (status, occupant) == ("occupied", patient), "Redis holds the pseudonym only"
 
             wards = (await client.get(f"{stack['scheduler_url']}/v1/wards")).json()["wards"]
             ward_a = next(w for w in wards if w["ward"] == "WARD-A")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,33 +13,9 @@ from schemas.topics import EVENTS_RAW
 from services.common.embedded import free_port, start_kafka
 from services.common.kafka import create_topics
 from services.ingest.config import IngestSettings
-from services.ingest.service import run
+from services.ingest.guards import pseudonymise
+from tests.integration.ingest_fixtures import AUTH, KEY, PSEUDONYM_KEY, running_ingest
 from tests.support import collect
-
-KEY = "test-key-0123456789"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@contextlib.asynccontextmanager
-async def running_ingest(settings: IngestSettings) -> AsyncIterator[str]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(settings, stop))
-    base = f"http://127.0.0.1:{settings.http_port}"
-    async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{base}/healthz")).status_code == 200:
-                    break
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("ingest did not answer /healthz")
-    try:
-        yield base
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture
@@ -51,6 +24,8 @@ async def ingest_settings(settings_factory) -> IngestSettings:
         IngestSettings,
         http_port=free_port(),
         api_keys={"ehr": KEY},
+        pseudonym_key=PSEUDONYM_KEY,
+        mllp_port=0,
         max_body_bytes=4096,
         max_events_per_request=3,
         broker_timeout_seconds=2.0,
@@ -85,7 +60,7 @@ async def test_accepted_events_are_on_events_raw(ingest_settings, kafka) -> None
         ({}, {"events": [admission()]}, 401, "Authorization"),
         ({"Authorization": "Bearer wrong"}, {"events": [admission()]}, 401, "Authorization"),
         (AUTH, {"events": [admission(), admission(), admission(), admission()]}, 413, "events"),
-        (AUTH, {"events": [admission(patient="SECRET MRN 42")]}, 422, "patient_id"),
+        (AUTH, {"events": [admission(patient="SECRET MRN 42" * 6)]}, 422, "patient_id"),
         (AUTH, {"events": [admission(occurred_at="2026-01-01T00:00:00")]}, 422, "occurred_at"),
         (AUTH, {"events": [admission(source="me")]}, 422, "source"),
         (AUTH, {"events": [admission(wrd="x")]}, 422, "wrd"),
@@ -130,9 +105,12 @@ async def test_batch_with_one_bad_event_writes_nothing(ingest_settings, kafka) -
     ]
     assert accepted.status_code == 202
     events = await collect(
-        kafka.url, ingest_settings, EVENTS_RAW, lambda e: any(x.patient_id == "P-MARKER" for x in e)
+        kafka.url,
+        ingest_settings,
+        EVENTS_RAW,
+        lambda e: any(x.patient_id == pseudonymise("P-MARKER", PSEUDONYM_KEY.encode()) for x in e),
     )
-    assert [e.patient_id for e in events] == ["P-MARKER"]
+    assert [e.patient_id for e in events] == [pseudonymise("P-MARKER", PSEUDONYM_KEY.encode())]
 
 
 async def test_answers_503_with_retry_after_when_the_broker_is_down(
@@ -144,7 +122,9 @@ async def test_answers_503_with_retry_after_when_the_broker_is_down(
             IngestSettings,
             kafka_bootstrap_servers=broker.url,
             http_port=free_port(),
+            mllp_port=0,
             api_keys={"ehr": KEY},
+            pseudonym_key=PSEUDONYM_KEY,
             broker_timeout_seconds=2.0,
         )
         await create_topics(settings, partitions=1)

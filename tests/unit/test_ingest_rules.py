@@ -11,11 +11,20 @@ import pytest
 from schemas.admissions import PatientAdmitted
 from schemas.beds import BedStatusReported
 from schemas.observations import VitalSignsObserved
-from services.ingest.domain import BatchRefused, Problem, accept, authenticate, items_of
+from services.ingest.domain import BatchRefused, Problem, accept, bearer_token, items_of
+from services.ingest.guards import pseudonymise
+from services.ingest.sources import SourceRegistry, dev_sources
 
 NOW = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
 KEYS = {"bedside-gw": "k-bedside-0123456789", "ehr": "k-ehr-9876543210"}
 SECRET = "SECRET-MRN-123"
+PSEUDONYM_KEY = b"k" * 32
+REGISTRY = SourceRegistry(dev_sources(KEYS, rate=100.0, burst=100.0))
+
+
+def authenticate(header: str | None, registry: SourceRegistry = REGISTRY) -> str | None:
+    source = registry.by_key(bearer_token(header))
+    return source.name if source else None
 
 
 def vitals(**overrides: Any) -> dict[str, Any]:
@@ -39,7 +48,9 @@ def admitted(**overrides: Any) -> dict[str, Any]:
 
 
 def run(body: Any, max_events: int = 10) -> list[Any]:
-    return accept(body, source="bedside-gw", now=NOW, max_events=max_events)
+    source = REGISTRY.by_key(KEYS["bedside-gw"])
+    assert source is not None
+    return accept(body, source=source, now=NOW, max_events=max_events, pseudonym_key=PSEUDONYM_KEY)
 
 
 def refusal(body: Any, max_events: int = 10) -> BatchRefused:
@@ -89,15 +100,16 @@ def fields(refused: BatchRefused) -> list[tuple[int, str]]:
 def test_authenticate_maps_the_bearer_key_to_its_source(
     header: str | None, source: str | None
 ) -> None:
-    assert authenticate(header, KEYS) == source
+    assert authenticate(header) == source
 
 
 def test_authenticate_with_no_keys_configured_lets_nobody_in() -> None:
-    assert authenticate("Bearer anything", {}) is None
+    assert authenticate("Bearer anything", SourceRegistry([])) is None
 
 
 def test_authenticate_never_accepts_an_empty_token() -> None:
-    assert authenticate("Bearer ", {"misconfigured": ""}) is None
+    misconfigured = SourceRegistry(dev_sources({"misconfigured": ""}, rate=1.0, burst=1.0))
+    assert authenticate("Bearer ", misconfigured) is None
 
 
 # --- accept: shape of the request -----------------------------------------------------------
@@ -106,7 +118,7 @@ def test_authenticate_never_accepts_an_empty_token() -> None:
 def test_accepts_a_single_event_object() -> None:
     (event,) = run(vitals())
     assert isinstance(event, VitalSignsObserved)
-    assert event.patient_id == "P1"
+    assert event.patient_id == pseudonymise("P1", PSEUDONYM_KEY), "the MRN never travels on"
     assert event.recorded_at == NOW
     assert event.source == "bedside-gw"
 
@@ -114,7 +126,9 @@ def test_accepts_a_single_event_object() -> None:
 def test_accepts_a_batch_in_order_with_ingest_stamps() -> None:
     events = run({"events": [vitals(), admitted(), vitals(patient_id="P3")]})
     assert [type(e) for e in events] == [VitalSignsObserved, PatientAdmitted, VitalSignsObserved]
-    assert [e.patient_id for e in events] == ["P1", "P2", "P3"]
+    assert [e.patient_id for e in events] == [
+        pseudonymise(mrn, PSEUDONYM_KEY) for mrn in ("P1", "P2", "P3")
+    ]
     assert {e.recorded_at for e in events} == {NOW}
     assert {e.source for e in events} == {"bedside-gw"}
     assert events[1].occurred_at == datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
@@ -187,7 +201,7 @@ def test_unknown_field_is_refused_naming_it() -> None:
         ({"occurred_at": "2025-03-01T11:59:58"}, "occurred_at"),
         ({"occurred_at": "yesterday"}, "occurred_at"),
         ({"patient_id": ""}, "patient_id"),
-        ({"patient_id": "P 1"}, "patient_id"),
+        ({"patient_id": "P" * 65}, "patient_id"),
         ({"event_id": "not-a-uuid"}, "event_id"),
         ({"consciousness": "X"}, "consciousness"),
     ],
@@ -196,7 +210,7 @@ def test_unknown_field_is_refused_naming_it() -> None:
         "naive occurred_at",
         "occurred_at not a time",
         "empty patient_id",
-        "patient_id with space",
+        "patient_id longer than 64",
         "event_id not a uuid",
         "consciousness not ACVPU",
     ],
@@ -282,7 +296,7 @@ def test_event_id_is_kept_when_given() -> None:
     "overrides",
     [
         {"occurred_at": SECRET},
-        {"patient_id": f"{SECRET} Smith"},
+        {"patient_id": f"{SECRET}\x00Smith"},
         {"patient_id": SECRET * 5},
         {"device_id": f"{SECRET}/7"},
         {"event_id": SECRET},
@@ -317,3 +331,31 @@ def test_problems_never_echo_the_submitted_value(overrides: dict[str, Any]) -> N
 def test_kind_that_is_not_a_string_is_refused(kind: Any) -> None:
     refused = refusal(vitals(kind=kind))
     assert refused.status == 422
+
+
+# --- pseudonyms, sources -------------------------------------------------------------------
+
+
+def test_the_same_mrn_always_gets_the_same_pseudonym_and_another_key_another() -> None:
+    assert pseudonymise("MRN-1", PSEUDONYM_KEY) == pseudonymise("MRN-1", PSEUDONYM_KEY)
+    assert pseudonymise("MRN-1", PSEUDONYM_KEY) != pseudonymise("MRN-2", PSEUDONYM_KEY)
+    assert pseudonymise("MRN-1", PSEUDONYM_KEY) != pseudonymise("MRN-1", b"x" * 32)
+    assert "MRN-1" not in pseudonymise("MRN-1", PSEUDONYM_KEY)
+
+
+def test_a_source_may_send_only_its_kinds() -> None:
+    from services.ingest.domain import prepare
+    from services.ingest.sources import key_digest, sources_from_toml
+
+    toml = f"""
+[[sources]]
+name = "monitor-gw"
+key_sha256 = "{key_digest("monitor-key-0123456789")}"
+kinds = ["VitalSignsObserved"]
+"""
+    (monitor,) = sources_from_toml(toml, default_rate=10.0, default_burst=10.0)
+    assert prepare([vitals()], source=monitor, now=NOW, pseudonym_key=PSEUDONYM_KEY)
+    with pytest.raises(BatchRefused) as refused:
+        prepare([vitals(), admitted()], source=monitor, now=NOW, pseudonym_key=PSEUDONYM_KEY)
+    assert refused.value.status == 403
+    assert fields(refused.value) == [(1, "kind")]
