@@ -235,6 +235,7 @@ async def _watch(
     urls = stack.endpoints["metrics_urls"]
     header = (
         f"wardflow is running - ingest {stack.endpoints['ingest_url']}, "
+        f"MLLP 127.0.0.1:{stack.endpoints['mllp']['port']}, "
         f"scheduler {stack.endpoints['scheduler_url']}; "
         f"endpoints in {options.var_dir / 'stack.json'}; "
         "Ctrl-C stops"

@@ -24,6 +24,7 @@ from schemas.vocabulary import Band
 from services.common.settings import ServiceSettings
 from services.ingest.guards import pseudonymise
 from services.launcher.processes import wardflow_command
+from tests.integration.ingest_fixtures import MllpClient, adt, fhir_observation, segments
 from tests.support import collect, eventually
 
 pytestmark = pytest.mark.e2e
@@ -150,6 +151,35 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
                 )
 
             await eventually(metrics_show_the_events)
+
+            # A newcomer's HL7 sender and FHIR client, pointed at what stack.json says.
+            key = (var_dir / "pseudonym.key").read_text().strip().encode()
+            mllp = await MllpClient.connect(stack["mllp"]["port"])
+            try:
+                admit = adt("A01", "E2E-HL7-1", "E2E-2", "WARD-B")
+                first, resent = await mllp.send(admit), await mllp.send(admit)
+                malformed = await mllp.send("PID|1||X\rMSH|^~\\&|A|B")
+            finally:
+                await mllp.close()
+            assert segments(first)["MSA"][1] == "AA" and resent == first
+            assert segments(malformed)["MSA"][1] == "AR" and "ERR" in segments(malformed)
+            observation = fhir_observation("E2E-2", "8867-4", 88, "/min")
+            created = await client.post(
+                f"{stack['ingest_url']}/fhir/Observation", json=observation, headers=headers
+            )
+            assert created.status_code == 201, created.text
+            decisions = await collect(
+                settings.kafka_bootstrap_servers,
+                settings,
+                SCHEDULING_DECISIONS,
+                lambda events: any(
+                    isinstance(e, BedAssigned) and e.patient_id == pseudonymise("E2E-2", key)
+                    for e in events
+                ),
+                timeout_seconds=60,
+            )
+            second = [e for e in decisions if isinstance(e, BedAssigned) and e.ward == "WARD-B"]
+            assert len(second) == 1, "the resent HL7 message was absorbed"
     finally:
         children = descendants(process.pid) if process.poll() is None else []
         process.send_signal(signal.SIGTERM)
@@ -157,8 +187,8 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
     assert code == 0
     assert_all_gone(children)
     summary = json.loads((var_dir / "summary.json").read_text())
-    assert summary["allocations"] == 1
-    assert summary["services"]["ingest"]["events_out"] == 2
+    assert summary["allocations"] == 2  # WARD-A over JSON, WARD-B over MLLP
+    assert summary["services"]["ingest"]["events_out"] == 4  # JSON 2, MLLP 1, FHIR 1
 
 
 async def test_simulated_hospital_flows_through_every_service(tmp_path: Path) -> None:

@@ -319,3 +319,41 @@ burst = 2
     assert answers == [202, 202, 429], "a burst of 2, then one token per 100 s"
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["Retry-After"]) <= 100
+
+
+async def test_mllp_over_tls_when_configured(settings_factory, kafka, tmp_path) -> None:
+    import asyncio
+    import shutil
+    import ssl
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make a test certificate"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    settings = await settings_factory(
+        IngestSettings,
+        http_port=free_port(),
+        mllp_port=free_port(),
+        mllp_tls_cert=str(cert),
+        mllp_tls_key=str(key),
+        api_keys={"ehr": KEY},
+        pseudonym_key=PSEUDONYM_KEY,
+    )
+    trust = ssl.create_default_context(cafile=str(cert))
+    async with running_ingest(settings):
+        reader, writer = await asyncio.open_connection("127.0.0.1", settings.mllp_port, ssl=trust)
+        client = MllpClient(reader, writer)
+        try:
+            reply = await client.send(adt("A01", "TLS1", "MRN-TLS", "WARD-A"))
+        finally:
+            await client.close()
+    assert segments(reply)["MSA"][1] == "AA"
+    (event,) = await raw_events_until(kafka.url, settings, "MRN-TLS")
+    assert isinstance(event, PatientAdmitted)

@@ -395,3 +395,14 @@ def test_dockerfile_installs_the_pinned_project_without_dev_extras() -> None:
     installs = [shlex.split(line) for line in text.splitlines() if "pip install" in line]
     assert any(words[-3:] == ["-c", "constraints.txt", "."] for words in installs)
     assert not any("dev" in word for words in installs for word in words if "[" in word)
+
+
+def test_the_example_sources_file_is_valid() -> None:
+    from services.ingest.sources import SourceRegistry, sources_from_toml
+
+    text = (REPO / "deploy" / "ingest" / "sources.example.toml").read_text()
+    registry = SourceRegistry(sources_from_toml(text, default_rate=100.0, default_burst=100.0))
+    monitor = next(s for s in registry.sources if s.name == "bedside-gateway")
+    assert monitor.may_send("VitalSignsObserved") and not monitor.may_send("PatientDischarged")
+    assert registry.by_hl7_sender("EPIC", "MAINHOSP") is not None
+    assert registry.by_hl7_sender("OTHER", "MAINHOSP") is None
