@@ -1,20 +1,17 @@
 """What every bench family shares: the stack as real processes, CPU accounting, the measured
-window, percentiles, and the results files."""
+window, percentiles and targets. The runner and the results files are in `__main__`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import platform
-import subprocess
-import sys
+import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import psutil
@@ -25,8 +22,8 @@ from services.common.kafka import create_topics
 from services.common.settings import ServiceSettings
 from services.launcher.processes import ManagedProcess, start_process, stop_all
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -41,6 +38,7 @@ class Stack:
     """The embedded broker and the wardflow services under test, each a separate OS process."""
 
     log_dir: Path
+    settings: ServiceSettings = field(default_factory=ServiceSettings)  # topic names
     kafka: EmbeddedServer | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
 
@@ -56,7 +54,9 @@ class Stack:
             pids["broker"] = self.kafka.process.pid
         return {**pids, "client": psutil.Process().pid}
 
-    async def start_service(self, name: str, env: dict[str, str], timeout_seconds: float = 60.0) -> None:
+    async def start_service(
+        self, name: str, env: dict[str, str], timeout_seconds: float = 60.0
+    ) -> None:
         """`wardflow service <name>`, awaited until its /metrics says the stage is ready."""
         metrics_port = free_port()
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_url, **env}
@@ -80,15 +80,14 @@ async def running_stack(log_dir: Path) -> AsyncIterator[Stack]:
     stack = Stack(log_dir)
     try:
         stack.kafka = await start_kafka(log_dir)
-        await create_topics(ServiceSettings(kafka_bootstrap_servers=stack.kafka.url), PARTITIONS)
+        stack.settings = ServiceSettings(kafka_bootstrap_servers=stack.kafka.url)
+        await create_topics(stack.settings, PARTITIONS)
         yield stack
     finally:
         stack.stop()  # synchronous on purpose: a second cancellation cannot skip it
 
 
-async def poll_http(
-    url: str, ready: Any, managed: ManagedProcess, timeout_seconds: float
-) -> None:
+async def poll_http(url: str, ready: Any, managed: ManagedProcess, timeout_seconds: float) -> None:
     """Poll `url` until `ready(body)`; fails at the deadline or when the process exits."""
     deadline = time.monotonic() + timeout_seconds
     async with httpx.AsyncClient(timeout=1.0) as client:
@@ -105,24 +104,22 @@ async def poll_http(
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU seconds used so far by each process (and its children)."""
+    """User + system CPU seconds used so far by each process (not its children)."""
     used: dict[str, float] = {}
     for name, pid in pids.items():
-        try:
-            process = psutil.Process(pid)
-            times = [process.cpu_times(), *(c.cpu_times() for c in process.children(True))]
-        except psutil.Error:
-            continue
-        used[name] = sum(t.user + t.system for t in times)
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            used[name] = times.user + times.system
     return used
 
 
 class Window:
     """The measured part of a scenario: after a warm-up, for a fixed duration; CPU read at both
-    ends. Samples count only when their reference time falls inside it."""
+    ends. An answer counts when its send (open loop) or arrival (closed loop) falls inside."""
 
-    def __init__(self, pids: dict[str, int], options: Options) -> None:
+    def __init__(self, pids: dict[str, int], options: Options, *, by_send_time: bool) -> None:
         self.pids = pids
+        self.by_send_time = by_send_time  # open loop: by scheduled time; closed loop: by answer
         self.options = options
         self.start = float("inf")
         self.end = float("inf")
@@ -145,18 +142,29 @@ class Window:
         self.cpu = {name: after[name] - before[name] for name in after if name in before}
         self.over.set()
 
-    def record(self, reference: float, done: float, events: int, error: str | None) -> None:
-        """One answer: `reference` is when it should count (sent or scheduled), `done` when the
-        answer arrived. Latency is `done - reference`."""
+    async def paced(self, per_second: float, send: Callable[[float], None]) -> None:
+        """Open loop: `send(scheduled)` on a fixed timetable through warm-up and window; a late
+        call is made at once, never skipped, so queueing shows in latency from `scheduled`."""
+        started = time.perf_counter()
+        total = int((self.options.warmup_seconds + self.options.duration_seconds) * per_second)
+        for index in range(total):
+            scheduled = started + index / per_second
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send(scheduled)
+
+    def record(self, sent: float, done: float, events: int, error: str | None) -> None:
+        """One answer, sent (or scheduled) at `sent` and arrived at `done` (perf_counter)."""
         if error is None:
             self.total_events += events
-        if not self.start <= reference <= self.end:
+        if not self.start <= (sent if self.by_send_time else done) <= self.end:
             return
         self.requests += 1
         self.last_done = max(self.last_done, done)
         if error is None:
             self.events += events
-            self.latencies.append(done - reference)
+            self.latencies.append(done - sent)
         else:
             self.errors[error] += 1
 
@@ -179,20 +187,13 @@ class Window:
         }
 
 
-def percentile(ordered: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list (`fraction` in 0..1)."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, min(len(ordered), int(-(-fraction * len(ordered) // 1))))
-    return ordered[rank - 1]
-
-
 def latency_summary(seconds: list[float]) -> dict[str, float | None]:
-    ordered = sorted(seconds)
-    if not ordered:
-        return {"p50": None, "p95": None, "p99": None, "max": None}
-    points = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "max": 1.0}
-    return {name: round(percentile(ordered, q) * 1000, 2) for name, q in points.items()}
+    """p50, p95, p99 and max in milliseconds (nearest rank)."""
+    ordered, points = sorted(seconds), {"p50": 0.50, "p95": 0.95, "p99": 0.99, "max": 1.0}
+    return {
+        name: round(ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000, 2) if ordered else None
+        for name, q in points.items()
+    }
 
 
 async def topic_record_count(kafka_url: str, topic: str) -> int:
@@ -200,6 +201,7 @@ async def topic_record_count(kafka_url: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_url, group_id=None)
     await consumer.start()
     try:
+        await consumer.topics()  # loads the metadata of every topic
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
@@ -208,24 +210,49 @@ async def topic_record_count(kafka_url: str, topic: str) -> int:
         await consumer.stop()
 
 
-def machine_info() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": commit or "unknown",
-        "cpu_count": psutil.cpu_count(logical=True),
-        "cpu_count_physical": psutil.cpu_count(logical=False),
-        "cpu_model": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
+@dataclass(frozen=True)
+class Target:
+    """A goal from the issue, printed beside the figure; reported, never asserted."""
+
+    metric: str  # dotted path into the figures, e.g. "ack_latency_ms.p99"
+    threshold: float
+    at_least: bool  # True: figure >= threshold; False: figure < threshold
+    text: str
+
+    def met(self, figures: dict[str, Any]) -> bool | None:
+        value: Any = figures
+        for part in self.metric.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, int | float):
+            return None
+        return value >= self.threshold if self.at_least else value < self.threshold
+
+
+@dataclass(frozen=True)
+class Scenario(Generic[C]):
+    """One measured load pattern; `drive(context, window)` loads the system until the window is
+    over (closed loop) or through warm-up and window on a timetable (open loop)."""
+
+    name: str
+    description: str
+    drive: Callable[[C, Window], Awaitable[None]]
+    open_loop_per_second: float | None = None  # None: closed loop
+    target: Target | None = None
+
+
+async def run_scenarios(
+    context: C, scenarios: Sequence[Scenario[C]], stack: Stack, options: Options
+) -> tuple[list[dict[str, Any]], int]:
+    """Each scenario in its own window; the results and the events acknowledged in all."""
+    results, acknowledged = [], 0
+    for scenario in scenarios:
+        offered = scenario.open_loop_per_second
+        window = Window(stack.pids(), options, by_send_time=offered is not None)
+        await asyncio.gather(window.run(), scenario.drive(context, window))
+        figures = window.figures(offered)
+        target = scenario.target
+        verdict = None if target is None else {"text": target.text, "met": target.met(figures)}
+        results.append({"name": scenario.name, "description": scenario.description, **figures,
+                        "target": verdict})  # fmt: skip
+        acknowledged += window.total_events
+    return results, acknowledged

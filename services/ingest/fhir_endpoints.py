@@ -87,8 +87,9 @@ def install(api: FastAPI, gateway: Gateway) -> None:
         if key:
             return f"key:{key}"
         if mapped.resource_id:
-            return f"{mapped.resource_type}/{mapped.resource_id}/{mapped.version_id or ''}"
-        return fallback  # no id at all: the body digest stands in
+            # Without a versionId, the content tells a resend from a changed resource.
+            return f"{mapped.resource_type}/{mapped.resource_id}/{mapped.version_id or fallback}"
+        return fallback  # no id at all: the content digest stands in
 
     async def read(request: Request) -> tuple[Source, Any, bytes]:
         source, raw = await authenticated_body(request, gateway)
@@ -112,7 +113,7 @@ def install(api: FastAPI, gateway: Gateway) -> None:
         ]
 
     async def write_batch(
-        request: Request, source: Source, results: list[EntryResult], body_digest: str
+        request: Request, source: Source, results: list[EntryResult], entries_json: list[Any]
     ) -> list[tuple[str, dict[str, Any] | None]]:
         """Each entry on its own: one bad entry does not stop the others."""
         entries: list[tuple[str, dict[str, Any] | None]] = []
@@ -121,7 +122,8 @@ def install(api: FastAPI, gateway: Gateway) -> None:
                 outcome = operation_outcome([result.error]) if result.error else None
                 entries.append(("422 Unprocessable Entity", outcome))
                 continue
-            basis = basis_of(request, result.mapped, f"{body_digest}:{result.index}")
+            entry_digest = digest(orjson.dumps(entries_json[result.index]))
+            basis = basis_of(request, result.mapped, entry_digest)
             try:
                 ids = await write(source, result.mapped, f"{basis}:entry:{result.index}")
             except BatchRefused as refused:
@@ -200,7 +202,7 @@ def install(api: FastAPI, gateway: Gateway) -> None:
             if bundle_type == "transaction":
                 entries = await write_transaction(request, source, results, digest(raw))
             else:
-                entries = await write_batch(request, source, results, digest(raw))
+                entries = await write_batch(request, source, results, bundle.get("entry", []))
         except MappingError as error:
             return fhir_response(operation_outcome([error]), 422)
         except BatchRefused as refused:
