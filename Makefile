@@ -19,20 +19,23 @@ run: $(STAMP)
 	$(BIN)/wardflow up --duration $(DURATION) $(if $(filter 0,$(SIMULATE)),--no-simulate,--simulate)
 
 test: $(STAMP)
-	$(BIN)/ruff check schemas services tests
-	$(BIN)/ruff format --check schemas services tests
+	$(BIN)/ruff check schemas services tests bench
+	$(BIN)/ruff format --check schemas services tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas services tests
-	$(BIN)/ruff format --check schemas services tests
+	$(BIN)/ruff check schemas services tests bench
+	$(BIN)/ruff format --check schemas services tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 schemas: $(STAMP)
 	$(BIN)/wardflow schemas generate
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -95,7 +95,7 @@ def table_rows(scenarios: list[dict[str, Any]]) -> list[list[str]]:
                 f"{s['ingest_cpu_utilisation']:.0%}",
                 "-" if per_core is None else f"{per_core:,.0f}",
                 " / ".join(f"{cpu.get(name, 0.0):.1f}" for name in ("ingest", "broker", "client")),
-                f"{s['errors']} {s['error_kinds']}" if s["errors"] else "0",
+                ", ".join(f"{n} {kind}" for kind, n in s["error_kinds"].items()) or "0",
                 verdict,
             ]
         )
@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted; every process the bench started was stopped")
         return 130
     except Exception as error:
-        console.print(f"[red]the bench could not run:[/] {error!r} (logs: {options.log_dir})")
+        console.print(f"[red]the bench could not run:[/] {type(error).__name__}: {error}")
+        console.print(f"logs: {options.log_dir}")
         return 1
     return 0
 

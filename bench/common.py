@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
+import orjson
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from services.common.embedded import EmbeddedServer, free_port, start_kafka
 from services.common.kafka import create_topics
@@ -87,7 +88,9 @@ async def running_stack(log_dir: Path) -> AsyncIterator[Stack]:
         stack.stop()  # synchronous on purpose: a second cancellation cannot skip it
 
 
-async def poll_http(url: str, ready: Any, managed: ManagedProcess, timeout_seconds: float) -> None:
+async def poll_http(
+    url: str, ready: Callable[[str], bool], managed: ManagedProcess, timeout_seconds: float
+) -> None:
     """Poll `url` until `ready(body)`; fails at the deadline or when the process exits."""
     deadline = time.monotonic() + timeout_seconds
     async with httpx.AsyncClient(timeout=1.0) as client:
@@ -196,16 +199,28 @@ def latency_summary(seconds: list[float]) -> dict[str, float | None]:
     }
 
 
-async def topic_record_count(kafka_url: str, topic: str) -> int:
-    """Records currently on `topic` (end minus beginning offsets over its partitions)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_url, group_id=None)
+async def topic_event_ids(kafka_url: str, topic: str, idle_seconds: float = 2.0) -> set[str]:
+    """The distinct event ids on `topic`, read record by record from the beginning.
+
+    Counting records by reading, not from offsets: the embedded broker's end offsets do not
+    match its record count exactly.
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_url,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
     await consumer.start()
+    ids: set[str] = set()
     try:
-        await consumer.topics()  # loads the metadata of every topic
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        return sum(ends[tp] - starts[tp] for tp in partitions)
+        while batch := await consumer.getmany(
+            timeout_ms=int(idle_seconds * 1000), max_records=10_000
+        ):
+            for records in batch.values():
+                ids.update(str(orjson.loads(r.value or b"{}").get("event_id")) for r in records)
+        return ids
     finally:
         await consumer.stop()
 

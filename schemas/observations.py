@@ -51,6 +51,8 @@ class VitalSignsObserved(Event):
                 "carries no observation: give measurements, supplemental_oxygen or consciousness"
             )
         parameters = [m.parameter for m in self.measurements]
+        if len(set(parameters)) == len(parameters):
+            return self
         repeated = sorted({p.value for p in parameters if parameters.count(p) > 1})
         if repeated:
             raise ValueError(f"measurements repeat a parameter: {', '.join(repeated)}")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+
+import uvloop
 
 from services.common.logs import configure_logging
 from services.common.metrics import serve_metrics
@@ -30,10 +33,16 @@ def run_service(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         log.info("starting metrics_port=%d", settings.metrics_port)
+        # Everything imported so far lives as long as the process: keep it out of the
+        # collector's way, so a full collection does not pause a stream for tens of ms.
+        gc.freeze()
+        # Streams allocate many short-lived objects: collect the young generation less often.
+        gc.set_threshold(20_000, 20, 20)
         await main(stop)
         log.info("stopped")
 
-    asyncio.run(supervised())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(supervised())
 
 
 async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:

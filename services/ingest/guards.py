@@ -6,12 +6,16 @@ import hashlib
 import hmac
 import math
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Generic, TypeVar
 
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
+@lru_cache(maxsize=100_000)  # the same patients send again and again
 def pseudonymise(mrn: str, key: bytes) -> str:
     """The patient key that travels downstream: a keyed HMAC-SHA256 of the MRN (128 bits shown).
 
@@ -54,15 +58,15 @@ class RateLimiter:
         return bucket.take(count, now)
 
 
-class TtlMemory(Generic[T]):
+class TtlMemory(Generic[K, T]):
     """Remembers values by key for `ttl_seconds`, at most `capacity` of them (oldest go first)."""
 
     def __init__(self, ttl_seconds: float, capacity: int) -> None:
         self.ttl_seconds = ttl_seconds
         self.capacity = capacity
-        self._items: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        self._items: OrderedDict[K, tuple[float, T]] = OrderedDict()
 
-    def get(self, key: str, now: float) -> T | None:
+    def get(self, key: K, now: float) -> T | None:
         found = self._items.get(key)
         if found is None:
             return None
@@ -72,7 +76,7 @@ class TtlMemory(Generic[T]):
             return None
         return value
 
-    def put(self, key: str, value: T, now: float) -> None:
+    def put(self, key: K, value: T, now: float) -> None:
         self._items[key] = (now, value)
         self._items.move_to_end(key)
         while len(self._items) > self.capacity:

@@ -15,7 +15,7 @@ from typing import Literal
 from services.ingest.domain import BatchRefused
 from services.ingest.gateway import BrokerUnavailable, Gateway, derived_id, digest
 from services.ingest.hl7_ack import ack, batch_ack
-from services.ingest.hl7v2 import Header, normalise, parse_header, split_messages, to_items
+from services.ingest.hl7v2 import Header, Parsed, items_of, normalise, parse, split_messages
 from services.ingest.mapping import MappingError
 from services.ingest.sources import Source
 
@@ -64,9 +64,10 @@ class Hl7Handler:
     async def _one(self, message: str, source: Source | None, channel: str) -> Hl7Reply:
         now = datetime.now(UTC)
         try:
-            header = parse_header(message)
+            parsed = parse(message)
         except MappingError as error:
             return Hl7Reply(ack(None, "AR", now=now, error=error), transient=False)
+        header = parsed.header
         sender = source or self.gateway.registry.by_hl7_sender(
             header.sending_application, header.sending_facility
         )
@@ -77,7 +78,7 @@ class Hl7Handler:
             return _refusal(header, unknown)
 
         async def compute() -> tuple[Hl7Reply, bool]:
-            reply = await self._write(message, header, sender, channel)
+            reply = await self._write(parsed, sender, channel)
             return reply, not reply.transient
 
         try:
@@ -91,10 +92,10 @@ class Hl7Handler:
             )
             return _refusal(header, reused)
 
-    async def _write(self, message: str, header: Header, source: Source, channel: str) -> Hl7Reply:
-        now = datetime.now(UTC)
+    async def _write(self, parsed: Parsed, source: Source, channel: str) -> Hl7Reply:
+        now, header = datetime.now(UTC), parsed.header
         try:
-            _, items = to_items(message, tz=self.timezone)
+            items = items_of(parsed, tz=self.timezone)
             await self.gateway.submit(
                 source,
                 items,

@@ -92,9 +92,29 @@ def parse_header(message_text: str) -> Header:
     return _parse(message_text)[0]
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A message parsed once: its header and the `hl7` library's message object."""
+
+    header: Header
+    message: Any
+
+
+def parse(message_text: str) -> Parsed:
+    """Parse one message (MappingError if its MSH is unusable)."""
+    header, message = _parse(message_text)
+    return Parsed(header, message)
+
+
 def to_items(message_text: str, *, tz: tzinfo) -> tuple[Header, list[InboundItem]]:
     """The inbound items one ADT or ORU^R01 message stands for (none for an ORU without vitals)."""
-    header, message = _parse(message_text)
+    parsed = parse(message_text)
+    return parsed.header, items_of(parsed, tz=tz)
+
+
+def items_of(parsed: Parsed, *, tz: tzinfo) -> list[InboundItem]:
+    """The inbound items of an already parsed message."""
+    header, message = parsed.header, parsed.message
     if header.message_type not in ("ADT", "ORU"):
         raise MappingError("MSH-9", "unsupported_message_type", "only ADT and ORU are accepted")
     if not header.trigger:
@@ -106,11 +126,11 @@ def to_items(message_text: str, *, tz: tzinfo) -> tuple[Header, list[InboundItem
         raise MappingError("PID", "segment_sequence", "the message has no PID segment")
     patient_id = _mrn(pid)
     if header.message_type == "ORU":
-        return header, vital_sign_items(message, patient_id, tz=tz)
+        return vital_sign_items(message, patient_id, tz=tz)
     evn, msh = _first(message, "EVN"), message[0]
     times = [("EVN-6", value(evn, 6)), ("EVN-2", value(evn, 2)), ("MSH-7", value(msh, 7))]
     event = _adt(header.trigger, _first(message, "PV1"))
-    return header, [{"occurred_at": first_timestamp(times, tz), "patient_id": patient_id, **event}]
+    return [{"occurred_at": first_timestamp(times, tz), "patient_id": patient_id, **event}]
 
 
 # --- parsing helpers -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
     registry = load_registry(settings)  # configuration errors stop the process here
     if not registry.sources:
         log.warning("no sources configured: every request will be refused with 401")
-    producer = make_producer(settings)
+    producer = make_producer(settings, linger_ms=0)
     while True:  # wait for the broker rather than crash-loop
         try:
             await producer.start()
@@ -34,7 +34,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
         except KafkaError as error:
             log.warning("broker not reachable yet error=%s", type(error).__name__)
             await producer.stop()
-            producer = make_producer(settings)
+            producer = make_producer(settings, linger_ms=0)
             if stop.is_set():
                 return
             await asyncio.sleep(1.0)

@@ -90,7 +90,8 @@ def adt(trigger: str, control_id: str, mrn: str, ward: str, bed: str = "", prior
         [
             f"MSH|^~\\&|EPIC|MAINHOSP|WARDFLOW|WARDFLOW|{now}||ADT^{trigger}^ADT_A01|{control_id}|P|2.5",
             f"EVN|{trigger}|{now}",
-            f"PID|1||{mrn}^^^MAINHOSP^MR||DOE^JANE^^^^^L||19700101|F|||1 HIGH ST^^LEEDS||0113 555",
+            f"PID|1||{mrn}^^^MAINHOSP^MR||DOE^JANE^^^^^L||19700101|F|||1 HIGH ST^^LEEDS"
+            "||0113 496 0999",
             f"PV1|1|I|{ward}^^{bed}|||{pv1_6}||||||||||||V{control_id}",
         ]
     )

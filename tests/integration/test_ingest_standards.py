@@ -86,7 +86,7 @@ async def test_hl7_over_mllp_is_acknowledged_after_the_write_and_duplicates_are_
     (moved_event,) = [e for e in events if isinstance(e, PatientTransferred)]
     assert (moved_event.from_ward, moved_event.ward, moved_event.bed) == ("WARD-A", "HDU", "HDU-01")
     text = " ".join(e.model_dump_json() for e in events)
-    for identifier in ("MRN-100", "DOE", "JANE", "HIGH ST", "555"):
+    for identifier in ("MRN-100", "DOE", "JANE", "HIGH ST", "496 0999"):
         assert identifier not in text, "no direct identifier travels past ingest"
 
 
