@@ -21,13 +21,13 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import ingest
+from bench import ingest, stages
 from bench.common import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 Family = Callable[[Options], Awaitable[tuple[list[dict[str, Any]], dict[str, Any]]]]
-FAMILIES: dict[str, Family] = {"ingest": ingest.run}
+Rows = Callable[[list[dict[str, Any]]], list[list[str]]]
 
 
 def machine_info() -> dict[str, Any]:
@@ -102,19 +102,26 @@ def table_rows(scenarios: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+FAMILIES: dict[str, tuple[Family, Rows]] = {
+    "ingest": (ingest.run, table_rows),
+    "stages": (stages.run, stages.table_rows),
+}
+
+
 def write_results(directory: Path, family: str, report: dict[str, Any]) -> tuple[Path, Path]:
     """`<family>.json` (everything) and `<family>.md` (the table), both meant to be committed."""
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{family}.json", directory / f"{family}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    machine, options, rows = report["machine"], report["options"], table_rows(report["scenarios"])
+    machine, options = report["machine"], report["options"]
+    rows = FAMILIES[family][1](report["scenarios"])
     lines = [
         f"# wardflow bench: {family}",
         "",
         f"{machine['date']}, commit {machine['git_commit']}, {machine['cpu_count']} CPUs "
         f"({machine['cpu_model']}), Python {machine['python']}. Each scenario: "
         f"{options['warmup_seconds']:g} s warm-up, then {options['duration_seconds']:g} s "
-        "measured. Loopback; the broker, ingest and the load generator share the machine. "
+        "measured. Loopback; the broker, the services and the load generator share the machine. "
         "Produced by `make bench`; targets are reported, never asserted.",
         "",
         "| " + " | ".join(rows[0]) + " |",
@@ -129,12 +136,12 @@ def write_results(directory: Path, family: str, report: dict[str, Any]) -> tuple
 
 
 def print_table(console: Console, family: str, scenarios: list[dict[str, Any]]) -> None:
-    rows = table_rows(scenarios)
+    rows = FAMILIES[family][1](scenarios)
     table = Table(title=f"wardflow bench: {family}")
     for header in rows[0]:
         table.add_column(header, overflow="fold")
     for row in rows[1:]:
-        style = "red" if row[-1].endswith("MISSED") or row[-2] != "0" else None
+        style = "red" if row[-1].endswith("MISSED") else None
         table.add_row(*row, style=style)
     console.print(table)
 
@@ -145,7 +152,7 @@ async def run_families(names: list[str], options: Options, console: Console) -> 
     for name in names:
         console.print(f"[bold]{name}[/]: logs in {options.log_dir}")
         async with asyncio.timeout(bound):
-            results, checks = await FAMILIES[name](options)
+            results, checks = await FAMILIES[name][0](options)
         settings = {k: v for k, v in asdict(options).items() if k != "log_dir"}
         report = {"family": name, "machine": machine_info(), "options": settings,
                   "scenarios": results, "checks": checks}  # fmt: skip

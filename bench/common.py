@@ -42,6 +42,7 @@ class Stack:
     settings: ServiceSettings = field(default_factory=ServiceSettings)  # topic names
     kafka: EmbeddedServer | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def kafka_url(self) -> str:
@@ -62,6 +63,7 @@ class Stack:
         metrics_port = free_port()
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_url, **env}
         env["WARDFLOW_METRICS_PORT"] = str(metrics_port)
+        self.metrics_ports[name] = metrics_port
         managed = start_process(name, ["service", name], env, self.log_dir)
         self.services[name] = managed
         marker = f'wardflow_stage_ready{{stage="{name}"}} 1.0'
