@@ -22,12 +22,29 @@ FiniteFloat = Annotated[float, Strict(), AfterValidator(_finite)]
 
 
 class Measurement(Contract):
-    """One measured value as the device sent it, in its own unit (UCUM code, e.g. `[degF]`)."""
+    """One measured value as the device sent it, in its own unit (UCUM code, e.g. `[degF]`).
 
-    parameter: VitalParameter
-    value: FiniteFloat
-    unit: Annotated[str, Field(min_length=1, max_length=32)]
+    Either `parameter` is known, or `code` (with `code_system`) names it in the sender's own terms
+    and cleaning maps it (LOINC, or the operator's local code map). `value` is a number; `text`
+    carries a value a sender could only give as text, such as a composite "140/90". `unit` may
+    be missing only where cleaning can resolve it (a temperature, by its plausible range).
+    """
+
+    parameter: VitalParameter | None = None
+    code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    code_system: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    value: FiniteFloat | None = None
+    text: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     loinc: Annotated[str, Field(pattern=r"^\d{1,7}-\d$")] | None = None
+
+    @model_validator(mode="after")
+    def _names_a_parameter_and_a_value(self) -> Measurement:
+        if self.parameter is None and self.code is None and self.loinc is None:
+            raise ValueError("needs a parameter, a code or a loinc code")
+        if (self.value is None) == (self.text is None):
+            raise ValueError("needs exactly one of value (a number) or text")
+        return self
 
 
 class VitalSignsObserved(Event):
@@ -50,7 +67,7 @@ class VitalSignsObserved(Event):
             raise ValueError(
                 "carries no observation: give measurements, supplemental_oxygen or consciousness"
             )
-        parameters = [m.parameter for m in self.measurements]
+        parameters = [m.parameter for m in self.measurements if m.parameter is not None]
         if len(set(parameters)) == len(parameters):
             return self
         repeated = sorted({p.value for p in parameters if parameters.count(p) > 1})
@@ -75,12 +92,31 @@ class VitalSigns(Contract):
 
 
 class MeasurementOrigin(Contract):
-    """Where a canonical value came from: the code and the value and unit as originally sent."""
+    """Where a canonical value came from: the code and the value and unit as originally sent.
+
+    `unit_inferred` says the sender gave no unit and cleaning chose `original_unit` from the
+    value's plausible range (recorded, so a reviewer can see the choice).
+    """
 
     parameter: VitalParameter
     loinc: str | None
-    original_value: float
+    code: str | None = None
+    original_value: float | str
     original_unit: str
+    unit_inferred: bool = False
+
+
+ArtifactReason = Literal["probe_off", "zeroing", "flat_line"]
+
+
+class ArtifactFlag(Contract):
+    """A value that is physiologically possible but almost certainly a sensor fault: kept here,
+    flagged, and never used as a vital sign."""
+
+    parameter: VitalParameter
+    value: float
+    unit: str
+    reason: ArtifactReason
 
 
 class VitalSignsRecorded(Event):
@@ -91,3 +127,15 @@ class VitalSignsRecorded(Event):
     device_id: Identifier | None = None
     vitals: VitalSigns
     origins: list[MeasurementOrigin] = []
+    artifacts: list[ArtifactFlag] = []
+    late: bool = False  # older than state retention: cleaned, flagged, never overwrites newer
+
+
+class Spo2ScaleSet(Event):
+    """A clinician set which NEWS2 SpO2 scale applies to a patient: 2 only for confirmed
+    hypercapnic respiratory failure, on clinical instruction; 1 otherwise."""
+
+    kind: Literal["Spo2ScaleSet"] = "Spo2ScaleSet"
+    patient_id: Identifier
+    scale: Literal[1, 2]
+    set_by_role: Annotated[str, Field(min_length=1, max_length=64)] | None = None

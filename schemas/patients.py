@@ -9,23 +9,32 @@ from schemas.vocabulary import Consciousness
 
 
 class NumericReading(Contract):
-    """The latest valid value of one parameter, when it was observed and by which source."""
+    """The latest valid value of one parameter, when it was observed and by which source.
+
+    `stale` is true when, at the snapshot's time, the reading was older than the parameter's
+    maximum age; `change_1h` is the change since the oldest reading of the last hour (None when
+    there is none to compare with).
+    """
 
     value: float
     observed_at: UtcDatetime
     source: str
+    stale: bool = False
+    change_1h: float | None = None
 
 
 class OxygenReading(Contract):
     on_supplemental_oxygen: bool
     observed_at: UtcDatetime
     source: str
+    stale: bool = False
 
 
 class ConsciousnessReading(Contract):
     level: Consciousness
     observed_at: UtcDatetime
     source: str
+    stale: bool = False
 
 
 class PatientReadings(Contract):
@@ -37,6 +46,8 @@ class PatientReadings(Contract):
     systolic_bp_mmhg: NumericReading | None = None
     diastolic_bp_mmhg: NumericReading | None = None
     temperature_celsius: NumericReading | None = None
+    oxygen_flow_l_per_min: NumericReading | None = None
+    fio2_percent: NumericReading | None = None
     supplemental_oxygen: OxygenReading | None = None
     consciousness: ConsciousnessReading | None = None
 
@@ -54,6 +65,7 @@ class PatientStateUpdated(Event):
     kind: Literal["PatientStateUpdated"] = "PatientStateUpdated"
     patient_id: Identifier
     version: int
+    spo2_scale: Literal[1, 2] = 1
     encounter_status: EncounterStatus = "unknown"
     ward: Identifier | None = None
     bed: Identifier | None = None

@@ -30,7 +30,7 @@ from schemas.beds import (
     WardAvailabilityUpdated,
 )
 from schemas.deadletter import EventDeadLettered
-from schemas.observations import VitalSignsObserved, VitalSignsRecorded
+from schemas.observations import Spo2ScaleSet, VitalSignsObserved, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
 from schemas.resources import ResourceStatusReported
 
@@ -57,13 +57,13 @@ ADT_EVENTS = (
 
 EVENTS_RAW = TopicSpec(
     "events.raw",
-    (VitalSignsObserved, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
+    (VitalSignsObserved, Spo2ScaleSet, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
     "patient_id, or ward for bed and resource events",
     "Everything ingest accepted, as sent, after validation against the contract.",
 )
 EVENTS_CLEAN = TopicSpec(
     "events.clean",
-    (VitalSignsRecorded, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
+    (VitalSignsRecorded, Spo2ScaleSet, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
     "patient_id, or ward for bed and resource events",
     "Canonical events: canonical units, plausible values, duplicates removed.",
 )

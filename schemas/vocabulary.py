@@ -16,6 +16,7 @@ class VitalParameter(StrEnum):
     TEMPERATURE = "temperature"
     OXYGEN_FLOW = "oxygen_flow"  # inhaled oxygen flow rate, L/min (LOINC 3151-8)
     FIO2 = "fio2"  # inhaled oxygen concentration, % (LOINC 3150-0)
+    BLOOD_PRESSURE = "blood_pressure"  # composite "systolic/diastolic", split by cleaning
 
 
 class Consciousness(StrEnum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 keys_app = typer.Typer(help="API keys for sources that send to ingest.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+dlq_app = typer.Typer(help="The dead-letter topic (events.dlq).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 
 class ServiceName(StrEnum):
@@ -67,10 +70,15 @@ def service(name: ServiceName) -> None:
         run_service(name.value, ingest_settings, lambda stop: ingest.run(ingest_settings, stop))
     elif name is ServiceName.cleaning:
         from services.cleaning.app import build as build_cleaning
+        from services.cleaning.codes import LocalCodesError
         from services.cleaning.config import CleaningSettings
 
         cleaning_settings = CleaningSettings()
-        runner = build_cleaning(cleaning_settings)
+        try:
+            runner = build_cleaning(cleaning_settings)
+        except LocalCodesError as error:
+            typer.echo(f"cleaning: local code map: {error}", err=True)
+            raise typer.Exit(2) from None
         run_service(name.value, cleaning_settings, lambda stop: run_stage(runner, stop))
     elif name is ServiceName.fusion:
         from services.fusion.config import FusionSettings
@@ -156,6 +164,72 @@ def keys_new(
     typer.echo(f'name = "{source}"')
     typer.echo(f'key_sha256 = "{digest}"')
     typer.echo(f"kinds = [{allowed}]")
+
+
+def _utc_timestamp(text: str) -> datetime:
+    """An ISO 8601 date-time with an offset (`Z` or `+01:00`), for --since and --until."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter("not an ISO 8601 date-time, e.g. 2025-03-01T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("give the offset too, e.g. 2025-03-01T10:00:00Z or +01:00")
+    return moment
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[
+        list[str], typer.Option("--reason", help="Only letters with this reason; repeat.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    since: Annotated[
+        datetime | None,
+        typer.Option(parser=_utc_timestamp, help="Only letters dead-lettered at or after this."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(parser=_utc_timestamp, help="Only letters dead-lettered before this."),
+    ] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Only letters of this stage, e.g. cleaning.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be replayed; send nothing.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Replay at most this many.")] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Give up reading events.dlq after this many seconds.")
+    ] = 60.0,
+) -> None:
+    """Send dead-lettered events back to their original topic, after a fix.
+
+    Reads events.dlq up to where it ended at the start; prints counts by reason, never a payload.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.cleaning.replay import ReplayError, ReplayFilter, replay
+    from services.common.settings import ServiceSettings
+
+    chosen = ReplayFilter(frozenset(reason), stage, since, until)
+    try:
+        summary = asyncio.run(
+            replay(ServiceSettings(), chosen, dry_run=dry_run, limit=limit, timeout_seconds=timeout)
+        )
+    except ReplayError as error:
+        typer.echo(f"dlq replay: {error}", err=True)
+        raise typer.Exit(2) from None
+    done = "would replay" if dry_run else "replayed"
+    table = Table("reason", done, "skipped", title="events.dlq replay" + (" (dry run)" * dry_run))
+    for name in summary.reasons:
+        table.add_row(name, str(summary.replayed[name]), str(summary.skipped[name]))
+    table.add_row("total", str(summary.replayed.total()), str(summary.skipped.total()))
+    Console().print(table)
+    if not summary.complete:
+        typer.echo(
+            f"dlq replay: stopped after {timeout:g} s before the end of events.dlq", err=True
+        )
+        raise typer.Exit(1)
 
 
 def main() -> None:

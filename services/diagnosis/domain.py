@@ -169,6 +169,8 @@ def _status(
     reading = getattr(readings, parameter)
     if reading is None:
         return "missing"
+    if reading.stale:  # fusion already judged it too old for this parameter
+        return "stale"
     age_seconds = (now - reading.observed_at).total_seconds()
     return "stale" if age_seconds > policy.max_age_for(parameter) else "scored"
 
@@ -181,11 +183,16 @@ def assess(
     event_id: UUID,
     source: str,
 ) -> AssessmentIssued:
-    """NEWS2 for one patient state at `now` (timezone-aware). Diastolic BP is not part of NEWS2."""
+    """NEWS2 for one patient state at `now` (timezone-aware). Diastolic BP is not part of NEWS2.
+
+    SpO2 scale 2 applies when the patient's state says so (set by a clinician's Spo2ScaleSet
+    event) or the policy forces it; a reading fusion marked stale is never scored.
+    """
     readings = state.readings
     status = {p: _status(p, readings, now, policy) for p in NEWS2_PARAMETERS}
     points = dict(_POINTS)
-    if policy.spo2_scale == 2:
+    scale = 2 if state.spo2_scale == 2 or policy.spo2_scale == 2 else 1
+    if scale == 2:
         # Scale 2 cannot be read without a current oxygen status: SpO2 inherits its status.
         oxygen = readings.supplemental_oxygen
         on_oxygen = oxygen is not None and oxygen.on_supplemental_oxygen
@@ -221,7 +228,7 @@ def assess(
         source=source,
         patient_id=state.patient_id,
         ward=state.ward,
-        spo2_scale=policy.spo2_scale,
+        spo2_scale=scale,
         aggregate=aggregate,
         band=band,
         complete=complete,

@@ -1,32 +1,59 @@
 """Fusion service (faust): events.clean -> patients.state, one changelog-backed table entry per
-patient. A snapshot is emitted only when the patient's state actually changed."""
+patient (a `PatientRecord` as JSON). The rules are in `domain.py`; this is the transport shell.
+
+- **Agent.** Each clean clinical event is applied to the patient's record; the record is written
+  back when it changed, and a snapshot is sent when the throttle allows one.
+- **Flush timer.** Every `flush_check_interval_seconds` it looks at the patients whose pending
+  change or next staleness is due (an in-memory index of due times, rebuilt from the table after
+  every rebalance) and emits what the throttle allows. It writes the table outside a stream, so
+  every write names its changelog partition explicitly: the patient's events.clean partition,
+  kept in the record. The timer does nothing while the worker rebalances or recovers.
+- **Takeover.** When a rebalance completes (the table is recovered by then), the index is rebuilt
+  for the partitions now owned, and for each patient on a newly owned partition the last emitted
+  snapshot is sent again, identical (same id): a kill -9 can lose a snapshot whose table write
+  survived. Consumers deduplicate by `event_id`.
+- Agent, timer and takeover take one lock, so a patient's snapshots are sent in version order.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from schemas.codec import decode, encode
 from schemas.deadletter import EventDeadLettered
+from schemas.patients import PatientStateUpdated
 from schemas.topics import EVENTS_CLEAN, EVENTS_DLQ, PATIENTS_STATE, full_name
 from services.common import metrics
 from services.common.errors import summarise
 from services.common.stage import STAGE_READY
+from services.fusion.adt import ADT_EVENT_TYPES
 from services.fusion.config import FusionSettings
-from services.fusion.domain import PatientRecord, apply, snapshot
+from services.fusion.domain import PatientRecord, flush, handle, next_due, republish
 from services.fusion.transport import TunedFetchApp
 
 STAGE = "fusion"
+CLINICAL_EVENTS = ("VitalSignsRecorded", "Spo2ScaleSet", *(t.__name__ for t in ADT_EVENT_TYPES))
 log = logging.getLogger(__name__)
+
+SNAPSHOTS = Counter(
+    "wardflow_snapshots_total",
+    "Patient state snapshots fusion sent, by trigger: change (scoring-relevant, at once), "
+    "interval (throttled changes), republish (after taking over a partition).",
+    ["trigger"],
+)
 
 
 def build(settings: FusionSettings) -> faust.App:
-    """The fusion faust app: one agent over events.clean and the `patients` table."""
+    """The fusion faust app: one agent over events.clean, the `patients` table, a flush timer."""
+    policy = settings.policy()
     app = TunedFetchApp(
         settings.group_for(STAGE),
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
@@ -63,6 +90,30 @@ def build(settings: FusionSettings) -> faust.App:
     patients = app.Table(
         "patients", default=None, key_type=str, value_type=str, partitions=settings.partitions
     )
+    lock = asyncio.Lock()
+    due: dict[str, float] = {}  # patient -> Unix time the timer should look at it again
+    owned: set[int] = set()  # events.clean partitions this worker owns since the last rebalance
+
+    def load(patient_id: str) -> PatientRecord | None:
+        stored = patients.get(patient_id)
+        return PatientRecord.model_validate_json(stored) if stored else None
+
+    def store(record: PatientRecord) -> None:
+        value = record.model_dump_json()
+        patients.data[record.patient_id] = value
+        patients.send_changelog(record.partition, record.patient_id, value)
+
+    def schedule(record: PatientRecord) -> None:
+        at = next_due(record, policy)
+        if at is None:
+            due.pop(record.patient_id, None)
+        else:
+            due[record.patient_id] = at.timestamp()
+
+    async def emit(state: PatientStateUpdated, trigger: str) -> None:
+        await state_topic.send(key=state.kafka_key(), value=encode(state))
+        metrics.EVENTS_OUT.labels(STAGE, PATIENTS_STATE.name).inc()
+        SNAPSHOTS.labels(trigger).inc()
 
     async def dead_letter(message: Any, reason: str, detail: str) -> None:
         metrics.EVENTS_REJECTED.labels(STAGE, reason).inc()
@@ -93,19 +144,21 @@ def build(settings: FusionSettings) -> faust.App:
             now = datetime.now(UTC)
             lag = (now - event.occurred_at).total_seconds()
             metrics.EVENT_TIME_LAG_SECONDS.labels(STAGE).observe(max(0.0, lag))
-            if not hasattr(event, "patient_id"):
+            if event.kind not in CLINICAL_EVENTS:
                 return  # bed and resource events are the scheduler's, not a patient's
-            stored = patients.get(event.patient_id)
-            current = PatientRecord.model_validate_json(stored) if stored else None
-            updated = apply(current, event)
-            if updated is None:
-                return
-            patients[event.patient_id] = updated.model_dump_json()
-            state = snapshot(
-                updated, now=now, source="wardflow-fusion", cause_recorded_at=event.recorded_at
-            )
-            await state_topic.send(key=state.kafka_key(), value=encode(state))
-            metrics.EVENTS_OUT.labels(STAGE, PATIENTS_STATE.name).inc()
+            async with lock:
+                outcome = handle(
+                    load(event.patient_id),
+                    event,
+                    now=now,
+                    partition=message.partition,
+                    policy=policy,
+                )
+                if outcome.changed:
+                    store(outcome.record)
+                    schedule(outcome.record)
+                if outcome.snapshot is not None and outcome.trigger is not None:
+                    await emit(outcome.snapshot, outcome.trigger)
 
     @app.agent(clean_topic)
     async def fuse(stream: Any) -> None:
@@ -122,8 +175,57 @@ def build(settings: FusionSettings) -> faust.App:
                 )
                 await dead_letter(message, "processing_error", f"unexpected {type(error).__name__}")
 
+    async def flush_one(patient_id: str, now: datetime) -> None:
+        record = load(patient_id)
+        if record is None or record.partition not in owned:
+            due.pop(patient_id, None)
+            return
+        outcome = flush(record, now, policy)
+        if outcome.changed:
+            store(outcome.record)
+        schedule(outcome.record)
+        if outcome.snapshot is not None and outcome.trigger is not None:
+            await emit(outcome.snapshot, outcome.trigger)
+
+    @app.timer(interval=settings.flush_check_interval_seconds)
+    async def flush_due() -> None:
+        now = datetime.now(UTC)
+        async with lock:
+            for patient_id in [p for p, at in due.items() if at <= now.timestamp()]:
+                if app.rebalancing or app.in_recovery:
+                    return  # the takeover after the rebalance rebuilds the index
+                try:
+                    await flush_one(patient_id, now)
+                except Exception as error:  # one bad record must not stop the timer
+                    due.pop(patient_id, None)  # until its next event schedules it again
+                    log.error("fusion flush failed error=%s", type(error).__name__)
+
+    async def take_over() -> None:
+        clean_name = clean_topic.get_topic_name()
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clean_name}
+        async with lock:
+            newly = active - owned
+            owned.clear()
+            owned.update(active)
+            due.clear()
+            count = 0
+            for stored in list(patients.values()):
+                record = PatientRecord.model_validate_json(stored)
+                if record.partition not in active:
+                    continue
+                count += 1
+                schedule(record)
+                if record.partition in newly and (state := republish(record, policy)):
+                    await emit(state, "republish")
+        log.info("took over partitions=%s patients=%d", sorted(active), count)
+
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _ready(sender: Any, **kwargs: Any) -> None:
+        try:
+            await take_over()
+        except Exception:
+            log.exception("fusion takeover failed")
+            raise
         STAGE_READY.labels(STAGE).set(1)
         log.info("stage ready")
 

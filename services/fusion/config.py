@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.common.settings import ServiceSettings
+from services.fusion.domain import FusionPolicy
+from services.fusion.readings import DEFAULT_MAX_AGE_SECONDS, PARAMETERS
 
 
 class FusionSettings(ServiceSettings):
@@ -11,3 +13,37 @@ class FusionSettings(ServiceSettings):
         default=4, ge=1, description="Partitions of events.clean; the state table matches them."
     )
     state_dir: str = Field(default="var/fusion", description="Faust's local data directory.")
+    max_age_seconds: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS),
+        description="How old a reading may be before a snapshot marks it stale, per parameter "
+        "(the PatientReadings field names), as a JSON mapping; parameters not named keep their "
+        "default: 900 s for heart rate, SpO2 and respiratory rate, 43200 s for the others.",
+    )
+    min_snapshot_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="At most one snapshot per patient per interval, unless a scoring-relevant "
+        "change (location, SpO2 scale, a reading appearing, going stale or getting worse) "
+        "needs one at once.",
+    )
+    flush_check_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the flush timer emits pending changes and newly stale readings.",
+    )
+
+    @field_validator("max_age_seconds")
+    @classmethod
+    def _known_parameters_with_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PARAMETERS))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; known: {', '.join(PARAMETERS)}")
+        if any(age <= 0 for age in value.values()):
+            raise ValueError("maximum ages must be positive")
+        return {**DEFAULT_MAX_AGE_SECONDS, **value}
+
+    def policy(self) -> FusionPolicy:
+        return FusionPolicy(
+            max_age_seconds=dict(self.max_age_seconds),
+            min_snapshot_interval_seconds=self.min_snapshot_interval_seconds,
+        )

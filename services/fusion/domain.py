@@ -1,120 +1,248 @@
-"""Fusion rules: one live state per patient, built from clean events in event-time order.
+"""Fusion rules: one live state per patient, built from clean events (pure; `now` passed in).
 
-Pure functions: a late observation never replaces a newer one, an ADT event older than the last one
-applied is ignored, and re-applying an event changes nothing (at-least-once redelivery is harmless).
+The rules live in three modules, put together here around the table record (`PatientRecord`):
+`adt.py` (encounter status and location, an event-time fold with the cancels), `readings.py`
+(latest valid reading per parameter, one-hour trend, staleness) and `throttle.py` (when a change
+is worth a snapshot). The SpO2 scale is the latest `Spo2ScaleSet` by event time (1 until set).
+
+- `handle` applies one event and emits a snapshot if the throttle says so; `flush` is the same
+  decision without an event (the flush timer); `next_due` says when the timer should look again
+  (a pending change's interval ends, or a fresh reading turns stale); `republish` rebuilds the
+  last emitted snapshot exactly, for a worker that just took over the patient.
+- `version` counts changes of the fused state made by events. Every rule is idempotent (latest by
+  `(occurred_at, event_id)`, the ADT log keyed by `event_id`), so a redelivered event changes
+  nothing and never bumps the version: reprocessing after a crash converges to the same record,
+  without keeping a set of seen event ids.
+- The snapshot id is `uuid5("wardflow:patient-state:<patient>:<version>")`, with
+  `:stale=<parameters>` appended when readings are stale: a snapshot emitted only because a reading
+  went stale keeps the version but gets its own id, so two snapshots share an id exactly when they
+  show the same state. `cause_recorded_at` is the ingest time of the event that made the version.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
 from schemas.base import Contract, Identifier, UtcDatetime
-from schemas.observations import VitalSignsRecorded
-from schemas.patients import (
-    ConsciousnessReading,
-    EncounterStatus,
-    NumericReading,
-    OxygenReading,
-    PatientReadings,
-    PatientStateUpdated,
+from schemas.observations import Spo2ScaleSet, VitalSignsRecorded
+from schemas.patients import PatientStateUpdated
+from services.fusion.adt import AdtEvent, AdtLog, record_adt
+from services.fusion.readings import (
+    DEFAULT_MAX_AGE_SECONDS,
+    ConsciousnessTrack,
+    NumericTrack,
+    Observations,
+    Observed,
+    OxygenTrack,
+    is_stale,
+    observe,
+    readings,
+)
+from services.fusion.throttle import (
+    Signature,
+    Throttle,
+    consciousness_severity,
+    must_emit_now,
+    numeric_severity,
+    spo2_severity,
 )
 
-NUMERIC_FIELDS = (
-    "heart_rate_bpm",
-    "respiratory_rate_per_min",
-    "spo2_percent",
-    "systolic_bp_mmhg",
-    "diastolic_bp_mmhg",
-    "temperature_celsius",
-)
+SOURCE = "wardflow-fusion"
+ClinicalEvent = VitalSignsRecorded | Spo2ScaleSet | AdtEvent
+Trigger = Literal["change", "interval"]
 
-AdtEvent = PatientAdmitted | PatientTransferred | PatientDischarged
+
+@dataclass(frozen=True)
+class FusionPolicy:
+    """Maximum age per parameter (defaults for those not named) and the throttle interval."""
+
+    max_age_seconds: Mapping[str, float] = field(default_factory=dict)
+    min_snapshot_interval_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        merged = {**DEFAULT_MAX_AGE_SECONDS, **self.max_age_seconds}
+        object.__setattr__(self, "max_age_seconds", merged)
+
+
+class ScaleTrack(Observed):
+    scale: Literal[1, 2]
 
 
 class PatientRecord(Contract):
-    """What fusion keeps per patient (its table value)."""
+    """What fusion keeps per patient: its table value (JSON), changelog-backed.
+
+    `partition` is the events.clean partition of the patient's events: the record's changelog goes
+    to the same partition, also when the flush timer writes it outside a stream.
+    """
 
     patient_id: Identifier
+    partition: int = 0
     version: int = 0
-    encounter_status: EncounterStatus = "unknown"
-    ward: Identifier | None = None
-    bed: Identifier | None = None
-    readings: PatientReadings = PatientReadings()
-    adt_occurred_at: UtcDatetime | None = None
+    changed_recorded_at: UtcDatetime | None = None
+    adt: AdtLog = AdtLog()
+    observations: Observations = Observations()
+    spo2_scale: ScaleTrack | None = None
+    throttle: Throttle = Throttle()
+
+    @property
+    def scale(self) -> Literal[1, 2]:
+        return 1 if self.spo2_scale is None else self.spo2_scale.scale
 
 
-def _is_newer(candidate: datetime, current: Any) -> bool:
-    return current is None or candidate > current.observed_at
+@dataclass(frozen=True)
+class Outcome:
+    """The record after an event or a timer check, and the snapshot to emit, if any."""
+
+    record: PatientRecord
+    changed: bool
+    snapshot: PatientStateUpdated | None = None
+    trigger: Trigger | None = None
 
 
-def apply_vital_signs(record: PatientRecord, event: VitalSignsRecorded) -> PatientRecord | None:
-    """The record with every newer reading of the event applied, or None when nothing changed."""
-    changes: dict[str, Any] = {}
-    observed_at, source = event.occurred_at, event.source
-    for field in NUMERIC_FIELDS:
-        value = getattr(event.vitals, field)
-        if value is not None and _is_newer(observed_at, getattr(record.readings, field)):
-            changes[field] = NumericReading(value=value, observed_at=observed_at, source=source)
-    oxygen = event.vitals.on_supplemental_oxygen
-    if oxygen is not None and _is_newer(observed_at, record.readings.supplemental_oxygen):
-        changes["supplemental_oxygen"] = OxygenReading(
-            on_supplemental_oxygen=oxygen, observed_at=observed_at, source=source
-        )
-    level = event.vitals.consciousness
-    if level is not None and _is_newer(observed_at, record.readings.consciousness):
-        changes["consciousness"] = ConsciousnessReading(
-            level=level, observed_at=observed_at, source=source
-        )
-    if not changes:
-        return None
-    readings = record.readings.model_copy(update=changes)
-    return record.model_copy(update={"readings": readings, "version": record.version + 1})
+def _bumped(record: PatientRecord, event: ClinicalEvent, **update: object) -> PatientRecord:
+    throttle = record.throttle.model_copy(update={"pending": True})
+    update |= {"version": record.version + 1, "changed_recorded_at": event.recorded_at}
+    return record.model_copy(update={**update, "throttle": throttle})
 
 
-def apply_adt(record: PatientRecord, event: AdtEvent) -> PatientRecord | None:
-    """The record after an admission, transfer or discharge, unless an ADT event after it
-    (in event time) was already applied."""
-    if record.adt_occurred_at is not None and event.occurred_at <= record.adt_occurred_at:
-        return None
-    update: dict[str, Any] = {"adt_occurred_at": event.occurred_at, "version": record.version + 1}
-    if isinstance(event, PatientDischarged):
-        update |= {"encounter_status": "finished", "ward": event.ward, "bed": None}
-    else:
-        update |= {"encounter_status": "in_progress", "ward": event.ward, "bed": event.bed}
-    return record.model_copy(update=update)
-
-
-def apply(record: PatientRecord | None, event: Any) -> PatientRecord | None:
-    """Apply any clean clinical event; None when the state did not change."""
-    current = record or PatientRecord(patient_id=event.patient_id)
+def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
+    """The record with the event applied; the same object when the event changes nothing."""
     if isinstance(event, VitalSignsRecorded):
-        return apply_vital_signs(current, event)
-    if isinstance(event, PatientAdmitted | PatientTransferred | PatientDischarged):
-        return apply_adt(current, event)
-    return None
+        observations = observe(record.observations, event)
+        if observations is record.observations:
+            return record
+        return _bumped(record, event, observations=observations)
+    if isinstance(event, Spo2ScaleSet):
+        track = ScaleTrack(
+            at=event.occurred_at,
+            source=event.source,
+            event_id=str(event.event_id),
+            scale=event.scale,
+        )
+        if not track.is_newer_than(record.spo2_scale):
+            return record
+        if track.scale == record.scale:
+            return record.model_copy(update={"spo2_scale": track})
+        return _bumped(record, event, spo2_scale=track)
+    adt = record_adt(record.adt, event)
+    if adt is record.adt:
+        return record
+    if adt.state == record.adt.state:
+        return record.model_copy(update={"adt": adt})  # placed in the log, same state
+    return _bumped(record, event, adt=adt)
 
 
-def snapshot_id(record: PatientRecord) -> UUID:
-    """Deterministic per (patient, version): a redelivered event yields the same snapshot id."""
-    return uuid5(NAMESPACE_URL, f"wardflow:patient-state:{record.patient_id}:{record.version}")
+def signature(record: PatientRecord, now: datetime, policy: FusionPolicy) -> Signature:
+    state = record.adt.state
+    location = f"{state.status}|{state.ward or ''}|{state.bed or ''}|{record.scale}"
+    observations = record.observations
+    on_oxygen = observations.oxygen is not None and observations.oxygen.on_oxygen
+    severities: dict[str, int] = {}
+    for name, track in observations.tracks().items():
+        if is_stale(track, name, now, policy.max_age_seconds):
+            continue
+        if isinstance(track, NumericTrack):
+            severities[name] = (
+                spo2_severity(track.value, record.scale, on_oxygen)
+                if name == "spo2_percent"
+                else numeric_severity(name, track.value)
+            )
+        elif isinstance(track, OxygenTrack):
+            severities[name] = int(track.on_oxygen)
+        elif isinstance(track, ConsciousnessTrack):
+            severities[name] = consciousness_severity(track.level)
+    return Signature(location=location, severities=severities)
 
 
-def snapshot(
-    record: PatientRecord, *, now: datetime, source: str, cause_recorded_at: datetime
-) -> PatientStateUpdated:
+def flush(record: PatientRecord, now: datetime, policy: FusionPolicy) -> Outcome:
+    """Emit a snapshot if the throttle allows one now; `changed` is False when nothing was."""
+    throttle = record.throttle
+    if record.version == 0:
+        return Outcome(record, changed=False)
+    current = signature(record, now, policy)
+    trigger: Trigger
+    if throttle.emitted_at is None or must_emit_now(throttle.signature, current):
+        trigger = "change"
+    elif (throttle.pending or current != throttle.signature) and (
+        now - throttle.emitted_at
+    ).total_seconds() >= policy.min_snapshot_interval_seconds:
+        trigger = "interval"
+    else:
+        return Outcome(record, changed=False)
+    emitted = record.model_copy(
+        update={"throttle": Throttle(pending=False, emitted_at=now, signature=current)}
+    )
+    return Outcome(emitted, True, snapshot(emitted, at=now, policy=policy), trigger)
+
+
+def handle(
+    record: PatientRecord | None,
+    event: ClinicalEvent,
+    *,
+    now: datetime,
+    partition: int,
+    policy: FusionPolicy,
+) -> Outcome:
+    """Apply one clean event for the patient and emit a snapshot if the throttle says so."""
+    base = record or PatientRecord(patient_id=event.patient_id, partition=partition)
+    if base.partition != partition:
+        base = base.model_copy(update={"partition": partition})
+    applied = apply(base, event)
+    if record is None and applied is base:
+        return Outcome(base, changed=False)  # told us nothing about a patient we did not know
+    outcome = flush(applied, now, policy)
+    return Outcome(outcome.record, outcome.record is not record, outcome.snapshot, outcome.trigger)
+
+
+def next_due(record: PatientRecord, policy: FusionPolicy) -> datetime | None:
+    """When the throttle should look at the patient again without an event, if ever."""
+    throttle = record.throttle
+    if throttle.emitted_at is None:
+        return None
+    due: list[datetime] = []
+    if throttle.pending:
+        due.append(throttle.emitted_at + timedelta(seconds=policy.min_snapshot_interval_seconds))
+    for name, track in record.observations.tracks().items():
+        turns_stale = track.at + timedelta(seconds=policy.max_age_seconds[name])
+        if turns_stale >= throttle.emitted_at:  # fresh in the last snapshot
+            due.append(turns_stale)
+    return min(due, default=None)
+
+
+def snapshot_id(patient_id: str, version: int, stale: list[str]) -> UUID:
+    name = f"wardflow:patient-state:{patient_id}:{version}"
+    return uuid5(NAMESPACE_URL, f"{name}:stale={','.join(stale)}" if stale else name)
+
+
+def snapshot(record: PatientRecord, *, at: datetime, policy: FusionPolicy) -> PatientStateUpdated:
+    """The patient's state as seen at `at` (staleness is judged at that time)."""
+    shown = readings(record.observations, at, policy.max_age_seconds)
+    stale = [name for name, reading in shown if reading is not None and reading.stale]
+    state = record.adt.state
     return PatientStateUpdated(
-        event_id=snapshot_id(record),
-        occurred_at=now,
-        recorded_at=now,
-        source=source,
+        event_id=snapshot_id(record.patient_id, record.version, stale),
+        occurred_at=at,
+        recorded_at=at,
+        source=SOURCE,
         patient_id=record.patient_id,
         version=record.version,
-        encounter_status=record.encounter_status,
-        ward=record.ward,
-        bed=record.bed,
-        readings=record.readings,
-        cause_recorded_at=cause_recorded_at,
+        spo2_scale=record.scale,
+        encounter_status=state.status,
+        ward=state.ward,
+        bed=state.bed,
+        readings=shown,
+        cause_recorded_at=record.changed_recorded_at or at,
     )
+
+
+def republish(record: PatientRecord, policy: FusionPolicy) -> PatientStateUpdated | None:
+    """The last emitted snapshot, identical (same id and content), if it still is the current
+    state; a worker that takes over a patient sends it again in case a crash lost it."""
+    emitted_at = record.throttle.emitted_at
+    if emitted_at is None or record.throttle.pending:
+        return None
+    return snapshot(record, at=emitted_at, policy=policy)

@@ -5,8 +5,13 @@
 Data minimisation: only MSH-7, OBR-7 and OBX are read, and no error quotes a value.
 
 Mapping decisions worth knowing:
-- Only results with OBX-11 F, C or A count; a known vital sign without OBX-11 is an error, an
-  unknown code is skipped.
+- Only results with OBX-11 F, C or A count; a known vital sign without OBX-11 is an error.
+- An OBX whose code ingest does not know (a local code, a LOINC code it does not map) is passed on
+  as a coded measurement (`code`, `code_system` from OBX-3.3, no `parameter`): cleaning maps it
+  with its LOINC table and the operator's local code map. It is passed on only when counted and
+  numeric (or a "140/90" ratio) and when its code, system and unit fit the contract; anything else
+  (free text, coded answers, a malformed field, no status) is skipped, as before, since it cannot
+  be a vital sign and may be free text about the patient.
 - One item per OBR group and observation time (OBX-14, else OBR-7, else MSH-7).
 """
 
@@ -30,6 +35,8 @@ from services.ingest.mapping import (
 __all__ = ["vital_sign_items"]
 
 COUNTED_STATUSES = frozenset({"F", "C", "A"})  # final, corrected, amended
+MAX_MEASUREMENTS = 32  # per item, as VitalSignsObserved.measurements
+MAX_CODE, MAX_UNIT, MAX_TEXT = 64, 32, 32  # as Measurement.code / code_system, unit, text
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
@@ -57,7 +64,8 @@ def vital_sign_items(message: Any, patient_id: str, *, tz: tzinfo) -> list[Inbou
         n = _set_id(segment, obx_count)
         code = _code(segment)
         if code is None:
-            continue  # not a vital sign wardflow reads
+            _read_coded(segment, group, obr_time, msh_time, tz, observations)
+            continue
         status = present(segment, 11)
         if not status:
             raise MappingError(f"OBX[{n}]-11", "required", "the result status is missing")
@@ -95,10 +103,23 @@ class _Observation:
             "occurred_at": occurred_at,
             "patient_id": patient_id,
             "device_id": self.device_id,
-            "measurements": self.measurements,
+            "measurements": self._bounded_measurements(),
             "supplemental_oxygen": any(self.oxygen) if self.oxygen else None,
             "consciousness": self.consciousness,
         }
+
+    def _bounded_measurements(self) -> list[dict[str, Any]]:
+        """Every known vital sign, and as many coded measurements as the contract has room for
+        (a lab panel under unknown codes must not make the whole message invalid)."""
+        room = MAX_MEASUREMENTS - sum(1 for m in self.measurements if m["parameter"] is not None)
+        kept = []
+        for measurement in self.measurements:
+            if measurement["parameter"] is None:
+                if room <= 0:
+                    continue
+                room -= 1
+            kept.append(measurement)
+        return kept
 
 
 def _set_id(segment: Any, position: int) -> int:
@@ -116,6 +137,42 @@ def _code(obx: Any) -> str | None:
         if (code in LOINC_PARAMETERS or code == BLOOD_PRESSURE_PANEL) and system in systems:
             return code
     return None
+
+
+def _read_coded(
+    obx: Any,
+    group: int,
+    obr_time: tuple[str, str] | None,
+    msh_time: tuple[str, str],
+    tz: tzinfo,
+    observations: dict[tuple[int, datetime], _Observation],
+) -> None:
+    """Pass on an OBX under a code ingest does not know, if it can be a vital sign at all."""
+    try:
+        if present(obx, 11) not in COUNTED_STATUSES:
+            return
+        code, system = value(obx, 3, 1), value(obx, 3, 3)
+        if not code:
+            code, system = value(obx, 3, 4), value(obx, 3, 6)
+        unit = present(obx, 6)
+        if not code or len(code) > MAX_CODE or len(system) > MAX_CODE or len(unit) > MAX_UNIT:
+            return
+        values = _numbers(obx, "OBX-5")
+        times = [("OBX-14", value(obx, 14)), *filter(None, [obr_time]), msh_time]
+        at = first_timestamp(times, tz)
+    except MappingError:
+        return  # not read before either: an unknown code never refuses a message
+    measurement: dict[str, Any] = {"parameter": None, "code": code, "code_system": system or None}
+    if len(values) == 1:
+        measurement["value"] = values[0]
+    else:  # a composite such as a blood pressure: cleaning splits it
+        measurement["text"] = "/".join(f"{n:f}".rstrip("0").rstrip(".") for n in values)
+        if len(measurement["text"]) > MAX_TEXT:
+            return
+    measurement["unit"] = unit or None
+    observation = observations.setdefault((group, at), _Observation())
+    observation.device_id = observation.device_id or present(obx, 18) or None
+    observation.measurements.append(measurement)
 
 
 def _numbers(obx: Any, location: str) -> tuple[float, ...]:

@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import random
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
-from schemas.admissions import PatientAdmitted, PatientDischarged
-from schemas.observations import VitalSigns, VitalSignsRecorded
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.admissions import (
+    DischargeCancelled,
+    PatientAdmitted,
+    PatientDischarged,
+    PatientTransferred,
+    TransferCancelled,
+)
+from schemas.observations import Spo2ScaleSet, VitalSigns, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
-from schemas.topics import EVENTS_CLEAN, PATIENTS_STATE
+from schemas.topics import EVENTS_CLEAN, PATIENTS_STATE, full_name
 from services.common.embedded import free_port
+from services.fusion.domain import FusionPolicy, handle, snapshot
+from services.fusion.readings import PARAMETERS
 from tests.support import ServiceProcess, collect, publish
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def recorded(patient: str, at: datetime, **vitals: float) -> VitalSignsRecorded:
-    return VitalSignsRecorded(
-        event_id=uuid4(),
-        occurred_at=at,
-        recorded_at=NOW,
-        source="monitor",
-        patient_id=patient,
-        vitals=VitalSigns(**vitals),
-    )
+def envelope(patient: str, at: datetime, source: str = "monitor") -> dict[str, Any]:
+    return {
+        "event_id": uuid4(),
+        "occurred_at": at,
+        "recorded_at": NOW,
+        "source": source,
+        "patient_id": patient,
+    }
+
+
+def recorded(patient: str, at: datetime, **vitals: Any) -> VitalSignsRecorded:
+    return VitalSignsRecorded(**envelope(patient, at), vitals=VitalSigns(**vitals))
 
 
 def fusion_env(settings) -> dict[str, str]:
@@ -42,24 +61,12 @@ async def test_fuses_latest_readings_and_location(
 ) -> None:
     settings = await settings_factory()
     env = fusion_env(settings) | {"WARDFLOW_STATE_DIR": str(tmp_path / "state")}
-    admitted = PatientAdmitted(
-        event_id=uuid4(),
-        occurred_at=NOW,
-        recorded_at=NOW,
-        source="ehr",
-        patient_id="P1",
-        ward="WARD-A",
-    )
+    admitted = PatientAdmitted(**envelope("P1", NOW, "ehr"), ward="WARD-A")
     newer = recorded("P1", NOW, heart_rate_bpm=88, spo2_percent=97)
     late = recorded("P1", NOW - timedelta(minutes=10), heart_rate_bpm=140, temperature_celsius=37.2)
-    unchanged = recorded("P1", NOW - timedelta(minutes=20), heart_rate_bpm=150)
+    unchanged = recorded("P1", NOW - timedelta(hours=2), heart_rate_bpm=150)
     discharged = PatientDischarged(
-        event_id=uuid4(),
-        occurred_at=NOW + timedelta(seconds=1),
-        recorded_at=NOW,
-        source="ehr",
-        patient_id="P1",
-        ward="WARD-A",
+        **envelope("P1", NOW + timedelta(seconds=1), "ehr"), ward="WARD-A"
     )
     async with ServiceProcess("fusion", env, tmp_path / "fusion.log", free_port()):
         await publish(
@@ -72,12 +79,163 @@ async def test_fuses_latest_readings_and_location(
             lambda events: any(e.encounter_status == "finished" for e in events),
         )
 
-    # admitted, newer, late (temperature is new), discharged; `unchanged` changed nothing
+    # admitted, newer (readings appear), late (temperature appears), discharged: each is
+    # scoring-relevant, so none is throttled; `unchanged` is older than the trend's hour
     assert [s.version for s in states] == [1, 2, 3, 4]
     final = states[-1].readings
-    assert final.heart_rate_bpm is not None and final.heart_rate_bpm.value == 88, "late HR lost"
+    assert final.heart_rate_bpm is not None and final.heart_rate_bpm.value == 88, "late HR won"
+    assert final.heart_rate_bpm.change_1h == 88 - 140
     assert final.temperature_celsius is not None and final.temperature_celsius.value == 37.2
     assert final.spo2_percent is not None and final.spo2_percent.observed_at == NOW
     assert states[0].ward == "WARD-A" and states[0].encounter_status == "in_progress"
     assert states[-1].encounter_status == "finished" and states[-1].bed is None
     assert states[1].cause_recorded_at == newer.recorded_at
+
+
+def hospital_stream(rng: random.Random, patients: int) -> list[Any]:
+    """A ward's last 90 minutes: per patient an admission, observations, a transfer (sometimes
+    cancelled), a SpO2 scale, a discharge cancelled; merged in event time, then a few arrive
+    late and a few are delivered twice."""
+    merged: list[Any] = []
+    for n in range(patients):
+        patient, ward = f"P{n:02d}", f"W{n % 3}"
+        start = NOW - timedelta(minutes=90) + timedelta(seconds=rng.uniform(0, 300))
+        merged.append(PatientAdmitted(**envelope(patient, start, "ehr"), ward=ward, bed=f"B{n}"))
+        for i in range(12):
+            at = start + timedelta(minutes=7 * i + rng.uniform(1, 6))
+            values = {
+                "heart_rate_bpm": rng.randint(55, 125),
+                "spo2_percent": rng.randint(88, 100),
+                "respiratory_rate_per_min": rng.randint(10, 26),
+            }
+            if i % 4 == 0:
+                values |= {"systolic_bp_mmhg": rng.randint(85, 160), "oxygen_flow_l_per_min": 2.0}
+            merged.append(recorded(patient, at, **values))
+        moved = start + timedelta(minutes=40)
+        merged.append(
+            PatientTransferred(
+                **envelope(patient, moved, "ehr"), from_ward=ward, from_bed=f"B{n}", ward="W9"
+            )
+        )
+        if n % 3 == 0:
+            merged.append(
+                TransferCancelled(
+                    **envelope(patient, moved + timedelta(minutes=2), "ehr"),
+                    ward=ward,
+                    bed=f"B{n}",
+                    cancelled_ward="W9",
+                )
+            )
+        if n % 4 == 0:
+            merged.append(Spo2ScaleSet(**envelope(patient, moved, "ehr"), scale=2))
+        if n % 5 == 0:
+            left = start + timedelta(minutes=85)
+            merged.append(PatientDischarged(**envelope(patient, left, "ehr"), ward="W9"))
+            merged.append(
+                DischargeCancelled(
+                    **envelope(patient, left + timedelta(seconds=30), "ehr"), ward="W9"
+                )
+            )
+    merged.sort(key=lambda e: e.occurred_at)
+    for i in rng.sample(range(len(merged) - 6), 15):  # late arrivals
+        merged.insert(i + 6, merged.pop(i))
+    for i in rng.sample(range(len(merged)), 5):  # redeliveries
+        merged.append(merged[i])
+    return merged
+
+
+def comparable(state: PatientStateUpdated) -> tuple[Any, ...]:
+    return (
+        state.version,
+        state.encounter_status,
+        state.ward,
+        state.bed,
+        state.spo2_scale,
+        state.readings,
+    )
+
+
+def last_per_patient(states: list[PatientStateUpdated]) -> dict[str, tuple[Any, ...]]:
+    return {state.patient_id: comparable(state) for state in states}
+
+
+async def key_partitions(kafka_url: str, topic: str) -> dict[bytes, set[int]]:
+    """Which partitions each key of a topic (2 partitions) was written to, read to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_url, fetch_max_wait_ms=10)
+    await consumer.start()
+    seen: dict[bytes, set[int]] = {}
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(2)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(30):
+            while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in records:
+                        seen.setdefault(record.key, set()).add(record.partition)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
+    settings_factory, producer, kafka, tmp_path
+) -> None:
+    settings = await settings_factory()
+    long_ages = json.dumps(dict.fromkeys(PARAMETERS, 86_400))  # staleness is not under test here
+    env = fusion_env(settings) | {
+        "WARDFLOW_STATE_DIR": str(tmp_path / "state"),
+        "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
+        "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
+        "WARDFLOW_MAX_AGE_SECONDS": long_ages,
+    }
+    events = hospital_stream(random.Random(5), patients=20)
+    assert len(events) >= 300
+    policy = FusionPolicy(max_age_seconds=json.loads(long_ages))
+    records: dict[str, Any] = {}
+    for event in events:  # the reference: the pure rules over the same events, never stopped
+        records[event.patient_id] = handle(
+            records.get(event.patient_id), event, now=NOW, partition=0, policy=policy
+        ).record
+    reference = {p: comparable(snapshot(r, at=NOW, policy=policy)) for p, r in records.items()}
+    half = len(events) // 2
+
+    async def publish_slowly(batch: list[Any], sent: asyncio.Event | None = None) -> None:
+        for i, event in enumerate(batch):
+            await publish(producer, settings, EVENTS_CLEAN, event)
+            if sent is not None and i == len(batch) * 2 // 3:
+                sent.set()
+            await asyncio.sleep(0.01)
+
+    log = tmp_path / "fusion.log"
+    async with ServiceProcess("fusion", env, log, free_port()) as worker:
+        two_thirds_sent = asyncio.Event()
+        publishing = asyncio.create_task(publish_slowly(events[:half], two_thirds_sent))
+        await asyncio.wait_for(two_thirds_sent.wait(), timeout=30)
+        worker.kill()  # SIGKILL, mid-stream: the publisher keeps going
+        await asyncio.wait_for(publishing, timeout=30)
+
+    seen: list[PatientStateUpdated] = []
+
+    def converged(states: list[PatientStateUpdated]) -> bool:
+        seen[:] = states
+        return last_per_patient(states) == reference
+
+    async with ServiceProcess("fusion", env, log, free_port()):
+        await publish_slowly(events[half:])
+        with contextlib.suppress(AssertionError):  # reported below, readably
+            await collect(kafka.url, settings, PATIENTS_STATE, converged, timeout_seconds=60)
+
+    final = last_per_patient(seen)
+    differ = {p: (final.get(p), state) for p, state in reference.items() if final.get(p) != state}
+    assert not differ, (
+        f"{len(differ)} patients differ (got, expected): {next(iter(differ.items()))}"
+    )
+    assert len(seen) < len(events), "throttling: fewer snapshots than input events"
+    takeovers = re.findall(r"took over partitions=.* patients=(\d+)", log.read_text())
+    assert len(takeovers) == 2 and int(takeovers[1]) > 0, "the restart did not recover the table"
+    clean = await key_partitions(kafka.url, full_name(EVENTS_CLEAN, settings.topic_prefix))
+    changelog = await key_partitions(kafka.url, f"{settings.consumer_group}-patients-changelog")
+    by_patient = {json.loads(key).encode(): partitions for key, partitions in changelog.items()}
+    assert by_patient == clean, "each record's changelog must be on its events' partition"

@@ -497,9 +497,7 @@ BP = {"systolic_bp": 140.0, "diastolic_bp": 90.0}
         ([obx(1, "2708-6^SaO2^LN", "97", "%")], {"spo2": 97.0}),
         ([obx(1, "HR^Heart rate^L^8867-4^Heart rate^LN", "70", "/min")], {"heart_rate": 70.0}),
         ([obx(1, "8867-4^Heart rate", "70", "/min")], {"heart_rate": 70.0}),  # no system
-        ([obx(1, "8867-4^Heart rate^L", "70", "/min")], {}),  # a local code: skipped
-        ([obx(1, "2345-7^Glucose^LN", "5.5", "mmol/L")], {}),  # not a vital sign: skipped
-        ([obx(1, "2345-7^Glucose^LN", "high", "mmol/L", kind="ST")], {}),
+        ([obx(1, "2345-7^Glucose^LN", "high", "mmol/L", kind="ST")], {}),  # text: skipped
     ],
 )
 def test_reads_codes_and_values(observations: list[str], expected: dict[str, float]) -> None:
@@ -507,6 +505,85 @@ def test_reads_codes_and_values(observations: list[str], expected: dict[str, flo
     values = {m["parameter"]: m["value"] for item in produced for m in item["measurements"]}
     assert values == expected
     assert len(produced) == (1 if expected else 0)
+
+
+def coded(code: str, system: str | None, unit: str | None, **value: Any) -> dict[str, Any]:
+    return {"parameter": None, "code": code, "code_system": system, **value, "unit": unit}
+
+
+@pytest.mark.parametrize(
+    ("observation", "expected"),
+    [
+        (obx(1, "HR^Heart rate^99LOCAL", "72", "/min"), coded("HR", "99LOCAL", "/min", value=72.0)),
+        (obx(1, "8867-4^Heart rate^L", "70", "/min"), coded("8867-4", "L", "/min", value=70.0)),
+        (obx(1, "2345-7^Glucose^LN", "5.5", "mmol/L"), coded("2345-7", "LN", "mmol/L", value=5.5)),
+        (obx(1, "TEMP^Temp", "36.6"), coded("TEMP", None, None, value=36.6)),  # no system, unit
+        (
+            obx(1, "NBP^NIBP^L", "140/90", "mm[Hg]", kind="ST"),
+            coded("NBP", "L", "mm[Hg]", text="140/90"),
+        ),
+        (
+            obx(1, "NBP^NIBP^L", "^141^/^92", "mmHg", kind="SN"),
+            coded("NBP", "L", "mmHg", text="141/92"),
+        ),
+        (
+            obx(1, "^^^HR^Heart rate^99LOCAL", "75", "/min"),
+            coded("HR", "99LOCAL", "/min", value=75.0),
+        ),
+        (
+            obx(1, "147842^MDC_ECG_HEART_RATE^MDC", "80", "264864^MDC_DIM_BEAT_PER_MIN^MDC"),
+            coded("147842", "MDC", "264864", value=80.0),
+        ),
+    ],
+)
+def test_passes_unknown_codes_on_as_coded_measurements(
+    observation: str, expected: dict[str, Any]
+) -> None:
+    (item,) = items(oru(observation))
+    assert item["measurements"] == [expected]
+    assert item["supplemental_oxygen"] is None
+    event = as_event(item)
+    assert event.measurements[0].parameter is None
+    assert event.measurements[0].code == expected["code"]
+
+
+def test_coded_measurements_sit_beside_known_ones_and_only_counted_results_pass() -> None:
+    message = oru(
+        obx(1, "HR^Heart rate^99LOCAL", "72", "/min"),
+        obx(2, "9279-1^Respiratory rate^LN", "18", "/min"),
+        obx(3, "SPO2^SpO2^99LOCAL", "97", "%", status="P"),  # preliminary: not counted
+        obx(4, "RESP^Resp^99LOCAL", "19", "/min", status=""),  # no status: not counted
+    )
+    (item,) = items(message)
+    assert item["measurements"] == [
+        coded("HR", "99LOCAL", "/min", value=72.0),
+        {"parameter": "respiratory_rate", "value": 18.0, "unit": "/min", "loinc": "9279-1"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "observation",
+    [
+        obx(1, "NOTE^Nursing note^99LOCAL", "patient DOE resting", kind="TX"),  # free text
+        obx(1, "HR^Heart rate^99LOCAL", "", "/min"),  # no value
+        obx(1, "HR^Heart rate^99LOCAL", "7\\2", "/min"),  # malformed escape, never refused
+        obx(1, "HR^Heart rate^99LOCAL", "72", "/min", at="2025-03-01"),  # malformed time
+        obx(1, f"{'X' * 65}^Too long^99LOCAL", "72", "/min"),  # a code the contract cannot carry
+        obx(1, "HR^Heart rate^99LOCAL", "72", "U" * 33),  # a unit the contract cannot carry
+        obx(1, "^Heart rate^99LOCAL", "72", "/min"),  # no code at all
+        obx(1, "NBP^NIBP^L", f"{'9' * 19}/{'9' * 19}", "mm[Hg]", kind="ST"),  # text too long
+    ],
+)
+def test_skips_unknown_codes_that_cannot_be_a_vital_sign(observation: str) -> None:
+    assert items(oru(observation)) == []
+
+
+def test_coded_measurements_never_overflow_an_item() -> None:
+    labs = [obx(n, f"L{n}^Lab {n}^99LAB", str(n), "mmol/L") for n in range(1, 41)]
+    (item,) = items(oru(*labs, obx(41, "8867-4^HR^LN", "70", "/min")))
+    assert len(item["measurements"]) == 32
+    assert item["measurements"][-1]["parameter"] == "heart_rate", "a known vital sign is kept"
+    assert as_event(item).measurements[0].code == "L1"
 
 
 @pytest.mark.parametrize(

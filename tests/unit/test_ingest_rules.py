@@ -228,10 +228,10 @@ def test_naive_occurred_at_problem_says_timezone() -> None:
 def test_second_measurement_is_named_by_its_index() -> None:
     measurements = [
         {"parameter": "heart_rate", "value": 80, "unit": "/min"},
-        {"parameter": "spo2", "value": 97},
+        {"parameter": "spo2", "value": "97", "unit": "%"},
     ]
     refused = refusal(vitals(measurements=measurements))
-    assert fields(refused) == [(0, "measurements[1].unit")]
+    assert fields(refused) == [(0, "measurements[1].value")]
 
 
 @pytest.mark.parametrize(

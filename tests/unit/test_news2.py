@@ -520,3 +520,23 @@ def test_policy_defaults_to_1_hour_for_every_parameter_and_scale_1() -> None:
 def test_policy_rejects_invalid_settings(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         ScoringPolicy(**kwargs)
+
+
+def test_scale_2_set_for_the_patient_is_honoured() -> None:
+    base = make_state(spo2_percent=97.0, supplemental_oxygen=True)
+    assert sub_score(run(base), "spo2_percent").points == 0  # scale 1: >= 96 scores 0
+    assessed = run(base.model_copy(update={"spo2_scale": 2}))
+    assert assessed.spo2_scale == 2
+    assert sub_score(assessed, "spo2_percent").points == 3  # scale 2: >= 97 on oxygen scores 3
+
+
+def test_a_reading_fusion_marked_stale_is_not_scored() -> None:
+    base = make_state(heart_rate_bpm=140.0)
+    heart = base.readings.heart_rate_bpm
+    assert heart is not None
+    readings = base.readings.model_copy(
+        update={"heart_rate_bpm": heart.model_copy(update={"stale": True})}
+    )
+    assessed = run(base.model_copy(update={"readings": readings}))
+    assert "heart_rate_bpm" in assessed.stale and not assessed.complete
+    assert sub_score(assessed, "heart_rate_bpm").points is None

@@ -1,0 +1,167 @@
+"""Re-drive dead letters: read events.dlq, and send each chosen original back where it came from.
+
+`wardflow dlq replay` runs this after a fix (a corrected local code map, a wider clock skew, a
+new release). events.dlq is read from the beginning without a consumer group, up to the end
+offsets it had when the replay started, within a deadline. Each chosen letter's original record
+is produced unchanged (its key, its bytes) to its original topic; the stage that refused it then
+processes it again, and its dedupe window lets it through because a refused event is never
+remembered as seen. A letter refused again is dead-lettered again, with a later `failed_at`, past
+the end this replay reads to: a replay never chases its own letters.
+
+The end of each partition is the larger of the broker's end offset (ListOffsets) and the high
+watermark of the first fetch response: the embedded broker (Tansu) answers ListOffsets with the
+base offset of the last record batch plus one, short of the end when a batch held several records.
+Nothing is sent before every partition's end is known.
+
+Never logs or prints a payload: dead letters carry patient data.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from schemas.codec import decode
+from schemas.deadletter import EventDeadLettered
+from schemas.topics import EVENTS_DLQ
+from services.common.kafka import make_producer, topic
+from services.common.settings import ServiceSettings
+
+UNREADABLE = "(unreadable letter)"
+
+
+class ReplayError(Exception):
+    """The replay cannot start (no dead-letter topic on this broker)."""
+
+
+@dataclass(frozen=True)
+class ReplayFilter:
+    """Which letters to replay: every given condition must hold. `since` inclusive, `until` not."""
+
+    reasons: frozenset[str] = frozenset()
+    stage: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, letter: EventDeadLettered) -> bool:
+        return (
+            (not self.reasons or letter.reason in self.reasons)
+            and (self.stage is None or letter.stage == self.stage)
+            and (self.since is None or letter.failed_at >= self.since)
+            and (self.until is None or letter.failed_at < self.until)
+        )
+
+
+@dataclass
+class ReplaySummary:
+    """Counts by reason: replayed (or, in a dry run, would be replayed) and skipped."""
+
+    replayed: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    complete: bool = True  # False when the deadline came before the end offsets were reached
+
+    @property
+    def reasons(self) -> list[str]:
+        return sorted(set(self.replayed) | set(self.skipped))
+
+
+def original_bytes(letter: EventDeadLettered) -> bytes:
+    """The original record value, exactly as the stage received it."""
+    if letter.original_value_encoding == "base64":
+        return base64.b64decode(letter.original_value)
+    return letter.original_value.encode("utf-8")
+
+
+async def replay(
+    settings: ServiceSettings,
+    chosen: ReplayFilter,
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    timeout_seconds: float = 60.0,
+) -> ReplaySummary:
+    """Replay the letters `chosen` selects (at most `limit`); `dry_run` only counts them."""
+    summary, deadline = ReplaySummary(), time.monotonic() + timeout_seconds
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        max_poll_records=settings.kafka_max_batch,
+    )
+    producer = None if dry_run else make_producer(settings)
+    await consumer.start()
+    try:
+        if producer is not None:
+            await producer.start()
+        sent, dlq = [], topic(settings, EVENTS_DLQ)
+        async with aclosing(_letters(consumer, dlq, deadline, summary)) as letters:
+            async for letter in letters:
+                if letter is None:
+                    summary.skipped[UNREADABLE] += 1
+                elif not chosen.matches(letter) or (
+                    limit is not None and summary.replayed.total() >= limit
+                ):
+                    summary.skipped[letter.reason] += 1
+                else:
+                    summary.replayed[letter.reason] += 1
+                    if producer is not None:  # letters name the topic without the deployment prefix
+                        target = f"{settings.topic_prefix}{letter.original_topic}"
+                        value, key = original_bytes(letter), letter.kafka_key()
+                        sent.append(await producer.send(target, value=value, key=key))
+        for future in sent:
+            await future  # every replayed record acknowledged by the broker before we report
+    finally:
+        await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+    return summary
+
+
+async def _letters(
+    consumer: AIOKafkaConsumer, dlq: str, deadline: float, summary: ReplaySummary
+) -> AsyncGenerator[EventDeadLettered | None, None]:
+    """Every letter of `dlq` up to its end at the start (None: unreadable), within `deadline`."""
+    if dlq not in await consumer.topics():
+        raise ReplayError(f"topic {dlq} does not exist on this broker")
+    partitions = {TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()}
+    consumer.assign(list(partitions))
+    await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(list(partitions))
+    known: set[TopicPartition] = set()
+    held: list[ConsumerRecord[bytes, bytes]] = []
+    remaining = set(partitions)
+    while remaining:
+        if time.monotonic() > deadline:
+            summary.complete = False
+            return
+        batch = await consumer.getmany(*remaining, timeout_ms=200)
+        held.extend(record for records in batch.values() for record in records)
+        for tp in partitions - known:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                ends[tp] = max(ends[tp], highwater)
+                known.add(tp)
+        if known != partitions:
+            continue  # hold every record until every end is known
+        for record in held:
+            if record.offset < ends[TopicPartition(record.topic, record.partition)]:
+                yield _letter(record.value)
+        held.clear()
+        remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+
+
+def _letter(value: bytes | None) -> EventDeadLettered | None:
+    try:
+        letter: EventDeadLettered = decode(EVENTS_DLQ, value or b"")
+    except ValidationError:
+        return None
+    return letter
