@@ -39,23 +39,39 @@ VITALS = [
 ]
 
 
-def raw_event(random: Random, now: datetime) -> tuple[bytes, bytes]:
-    """One monitor reading as ingest would have written it: (key, value)."""
-    patient = f"p{random.randrange(PATIENTS):031x}"
-    event = {
-        "kind": "VitalSignsObserved",
-        "event_id": str(uuid4()),
-        "occurred_at": (now - timedelta(seconds=1)).isoformat(),
-        "recorded_at": now.isoformat(),
-        "source": "bench-monitors",
-        "schema_version": 1,
-        "patient_id": patient,
-        "measurements": [
-            {"parameter": p, "value": round(random.uniform(lo, hi), 1), "unit": u, "loinc": c}
-            for p, u, c, lo, hi in VITALS
-        ],
-    }
-    return patient.encode(), orjson.dumps(event)
+class Monitors:
+    """Readings for PATIENTS patients, each drifting slowly around a baseline as real vital signs
+    do (a fresh random value per reading would cross a scoring band almost every time and make
+    fusion's throttle look worse than it is)."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = Random(seed)
+        self.level: dict[int, list[float]] = {}
+
+    def raw_event(self, now: datetime) -> tuple[bytes, bytes]:
+        """One monitor reading as ingest would have written it: (key, value)."""
+        number = self.random.randrange(PATIENTS)
+        levels = self.level.setdefault(
+            number, [self.random.uniform(lo, hi) for _, _, _, lo, hi in VITALS]
+        )
+        for index, (_, _, _, lo, hi) in enumerate(VITALS):
+            step = (hi - lo) * 0.01 * self.random.uniform(-1, 1)
+            levels[index] = min(hi, max(lo, levels[index] + step))
+        patient = f"p{number:031x}"
+        event = {
+            "kind": "VitalSignsObserved",
+            "event_id": str(uuid4()),
+            "occurred_at": (now - timedelta(seconds=1)).isoformat(),
+            "recorded_at": now.isoformat(),
+            "source": "bench-monitors",
+            "schema_version": 1,
+            "patient_id": patient,
+            "measurements": [
+                {"parameter": p, "value": round(level, 1), "unit": u, "loinc": c}
+                for (p, u, c, _, _), level in zip(VITALS, levels, strict=True)
+            ],
+        }
+        return patient.encode(), orjson.dumps(event)
 
 
 async def stage_counts(client: httpx.AsyncClient, urls: dict[str, str]) -> dict[str, float]:
@@ -97,13 +113,13 @@ async def read_latencies(stack: Stack, stop: asyncio.Event) -> dict[str, list[fl
 
 async def send_on_timetable(producer: AIOKafkaProducer, raw_topic: str, seconds: float) -> int:
     """RATE_PER_SECOND events for `seconds`, in 10 ms slices; returns how many were sent."""
-    random, sent, started = Random(7), 0, time.perf_counter()
+    monitors, sent, started = Monitors(7), 0, time.perf_counter()
     total = int(seconds * RATE_PER_SECOND)
     while sent < total:
         due = min(total, int((time.perf_counter() - started) * RATE_PER_SECOND) + 1)
         now = datetime.now(UTC)
         for _ in range(due - sent):
-            key, value = raw_event(random, now)
+            key, value = monitors.raw_event(now)
             await producer.send(raw_topic, value=value, key=key)
         sent = due
         await asyncio.sleep(SEND_SLICE_SECONDS)
