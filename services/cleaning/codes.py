@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from schemas.codes import LOINC_VITAL_SIGNS
 from schemas.observations import Measurement
 from schemas.vocabulary import VitalParameter
 
@@ -27,23 +28,7 @@ ANY_SYSTEM = "*"
 UNMAPPED = "unmapped"
 MAX_CODE_LENGTH = 64  # as Measurement.code and Measurement.code_system
 
-# Cleaning's own copy: services never import each other, and ingest keeps the codes it maps itself
-# (services/ingest/mapping.py). Everything else ingest now passes on as a coded measurement.
-LOINC_PARAMETERS: dict[str, VitalParameter] = {
-    "8867-4": VitalParameter.HEART_RATE,
-    "8889-8": VitalParameter.HEART_RATE,  # heart rate by pulse oximetry
-    "9279-1": VitalParameter.RESPIRATORY_RATE,
-    "2708-6": VitalParameter.SPO2,  # oxygen saturation in arterial blood
-    "59408-5": VitalParameter.SPO2,  # ... by pulse oximetry
-    "8480-6": VitalParameter.SYSTOLIC_BP,
-    "8462-4": VitalParameter.DIASTOLIC_BP,
-    "85354-9": VitalParameter.BLOOD_PRESSURE,  # the panel, sent as "systolic/diastolic"
-    "8310-5": VitalParameter.TEMPERATURE,
-    "8331-1": VitalParameter.TEMPERATURE,  # oral
-    "8328-7": VitalParameter.TEMPERATURE,  # axillary
-    "3151-8": VitalParameter.OXYGEN_FLOW,
-    "3150-0": VitalParameter.FIO2,
-}
+LOINC_PARAMETERS: dict[str, VitalParameter] = LOINC_VITAL_SIGNS
 
 LocalCodes = dict[tuple[str, str], VitalParameter | None]
 """(code system, code) -> parameter; None where a layer explicitly unmaps a code."""

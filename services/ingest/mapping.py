@@ -10,22 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.codes import BLOOD_PRESSURE_PANEL, CONSCIOUSNESS_CODES, LOINC_VITAL_SIGNS
+
+__all__ = [
+    "ACVPU",
+    "BLOOD_PRESSURE_PANEL",
+    "CONSCIOUSNESS_CODES",
+    "LOINC_PARAMETERS",
+    "InboundItem",
+    "MappingError",
+]
+
 InboundItem = dict[str, Any]
 
-# LOINC codes of the vital signs wardflow reads, shared by the HL7 and FHIR mappers.
+# The vital-sign LOINC codes (shared with cleaning in schemas/codes.py); the panel is handled on
+# its own because it carries two values.
 LOINC_PARAMETERS: dict[str, str] = {
-    "8867-4": "heart_rate",
-    "9279-1": "respiratory_rate",
-    "2708-6": "spo2",  # oxygen saturation in arterial blood
-    "59408-5": "spo2",  # ... by pulse oximetry
-    "8480-6": "systolic_bp",
-    "8462-4": "diastolic_bp",
-    "8310-5": "temperature",
-    "3151-8": "oxygen_flow",
-    "3150-0": "fio2",
+    code: parameter.value
+    for code, parameter in LOINC_VITAL_SIGNS.items()
+    if code != BLOOD_PRESSURE_PANEL
 }
-BLOOD_PRESSURE_PANEL = "85354-9"
-CONSCIOUSNESS_CODES = ("67775-7", "1104441000000107")  # LOINC level of responsiveness; SNOMED ACVPU
 ACVPU = ("A", "C", "V", "P", "U")
 
 
