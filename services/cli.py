@@ -111,6 +111,31 @@ def simulate() -> None:
     simulator_main(SimulatorSettings())
 
 
+@app.command()
+def score() -> None:
+    """Read one set of observations as JSON on standard input; print NEWS2, qSOFA and SIRS.
+
+    Fields: respiration_rate, spo2_percent, spo2_scale (1 or 2), on_oxygen, systolic_bp, pulse,
+    consciousness (A, C, V, P or U), temperature_celsius, gcs, wbc (10^9/L), paco2_mmhg. A field
+    left out is missing, and the scores say so.
+    """
+    import sys
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from services.common.errors import summarise
+    from services.diagnosis.calculator import Observations
+    from services.diagnosis.calculator import score as calculate
+
+    try:
+        observations = Observations.model_validate_json(sys.stdin.read() or "{}")
+    except ValidationError as error:
+        typer.echo(f"invalid observations: {summarise(error)}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(calculate(observations, datetime.now(UTC)), indent=2))
+
+
 @topics_app.command("create")
 def topics_create(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 4,
