@@ -21,7 +21,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import ingest, stages
+from bench import ingest, scoring, stages
 from bench.common import Options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +105,7 @@ def table_rows(scenarios: list[dict[str, Any]]) -> list[list[str]]:
 FAMILIES: dict[str, tuple[Family, Rows]] = {
     "ingest": (ingest.run, table_rows),
     "stages": (stages.run, stages.table_rows),
+    "scoring": (scoring.run, scoring.table_rows),
 }
 
 
