@@ -21,6 +21,20 @@ class SubScore(Contract):
     observed_at: UtcDatetime | None = None
 
 
+class ScoreSummary(Contract):
+    """A second score beside NEWS2 (qSOFA, SIRS, shock index) and the criteria it rests on.
+
+    `positive` is None when some criteria could not be judged (missing or stale data) and those
+    already known do not reach the threshold: such a score is never reported as negative.
+    """
+
+    points: int
+    positive: bool | None
+    complete: bool
+    criteria: dict[str, bool | None]
+    value: float | None = None
+
+
 class AssessmentIssued(Event):
     """A NEWS2 assessment of one patient.
 
@@ -41,5 +55,8 @@ class AssessmentIssued(Event):
     stale: list[str] = []
     sub_scores: list[SubScore]
     clinical_response: str
+    qsofa: ScoreSummary | None = None
+    sirs: ScoreSummary | None = None
+    shock_index: ScoreSummary | None = None
     state_version: int
     cause_recorded_at: UtcDatetime

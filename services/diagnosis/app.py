@@ -15,6 +15,7 @@ from services.common import metrics
 from services.common.stage import Output, StageRunner
 from services.diagnosis.config import DiagnosisSettings
 from services.diagnosis.domain import NEWS2_PARAMETERS, ScoringPolicy, assess
+from services.diagnosis.scores import with_sepsis_scores
 
 STAGE = "diagnosis"
 
@@ -41,6 +42,9 @@ class Diagnoser:
             # One assessment per snapshot: redelivery yields the same id.
             event_id=uuid5(NAMESPACE_URL, f"wardflow:assessment:{state.event_id}"),
             source="wardflow-diagnosis",
+        )
+        assessment = with_sepsis_scores(
+            assessment, state.readings, now, self.policy.max_age_seconds
         )
         ASSESSMENTS.labels(assessment.band.value if assessment.band else "incomplete").inc()
         latency = (now - state.cause_recorded_at).total_seconds()

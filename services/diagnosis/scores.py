@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from schemas.assessments import AssessmentIssued, ScoreSummary
 from schemas.patients import PatientReadings
 from schemas.vocabulary import Consciousness
 
@@ -193,3 +194,31 @@ def shock_index(
     met = None if value is None else value >= SHOCK_INDEX_THRESHOLD
     criterion = CriterionResult("shock_index", met, value, "bpm/mmHg")
     return replace(_score("shock_index", (criterion,), threshold=1), value=value)
+
+
+def summary(result: ScoreResult) -> ScoreSummary:
+    """The contract form of a score, as carried in AssessmentIssued."""
+    return ScoreSummary(
+        points=result.points,
+        positive=result.positive,
+        complete=result.complete,
+        criteria={c.name: c.met for c in result.criteria},
+        value=result.value,
+    )
+
+
+def with_sepsis_scores(
+    assessment: AssessmentIssued,
+    readings: PatientReadings,
+    now: datetime,
+    max_age: dict[str, float],
+) -> AssessmentIssued:
+    """The NEWS2 assessment with qSOFA, SIRS (vital-sign criteria; labs unknown here) and the
+    shock index added."""
+    return assessment.model_copy(
+        update={
+            "qsofa": summary(qsofa(readings, now, max_age_seconds=max_age)),
+            "sirs": summary(sirs(readings, now, max_age_seconds=max_age)),
+            "shock_index": summary(shock_index(readings, now, max_age_seconds=max_age)),
+        }
+    )

@@ -78,3 +78,11 @@ async def test_scores_a_deteriorating_patient_and_flags_incomplete(
     }
     assert by_patient["P2"].band is Band.MEDIUM, "a lower bound of 5 already means medium"
     assert metric_value("wardflow_assessments_total", band="high") == high_before + 1
+    # Beside NEWS2: qSOFA 3/3 (RR 25, altered "V", SBP 90); SIRS from vital signs (T, HR, RR: 3
+    # met, white cells unknown) is positive; shock index 131/90 = 1.46.
+    sick = by_patient["P1"]
+    assert sick.qsofa is not None and (sick.qsofa.points, sick.qsofa.positive) == (3, True)
+    assert sick.sirs is not None and sick.sirs.positive is True and not sick.sirs.complete
+    assert sick.shock_index is not None and sick.shock_index.value == 1.46
+    # P2 has no respiratory rate or blood pressure: qSOFA cannot be called negative.
+    assert by_patient["P2"].qsofa is not None and by_patient["P2"].qsofa.positive is None
