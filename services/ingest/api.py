@@ -14,10 +14,15 @@ from services.ingest.config import IngestSettings
 from services.ingest.domain import BatchRefused, Problem, items_of
 from services.ingest.gateway import BrokerUnavailable, Gateway, derived_id, digest
 from services.ingest.hl7_handler import Hl7Handler
-from services.ingest.http_common import authenticated_body, counted, json_response
+from services.ingest.http_common import (
+    BROKER_RETRY_AFTER_SECONDS,
+    authenticated_body,
+    broker_unavailable,
+    counted,
+    json_response,
+)
 from services.ingest.openapi import HL7_BODY, events_request_body, inbound_components, refusals
 
-RETRY_AFTER_SECONDS = 5
 HL7_MEDIA_TYPE = "application/hl7-v2"
 
 
@@ -28,17 +33,6 @@ def refusal_response(refused: BatchRefused) -> Response:
         headers = {"Retry-After": str(math.ceil(refused.retry_after_seconds))}
     body = {"reason": refused.reason, "errors": [p.as_dict() for p in refused.problems]}
     return json_response(body, refused.status, headers)
-
-
-def _unavailable() -> Response:
-    counted(503, "broker_unavailable")
-    body = {
-        "reason": "broker_unavailable",
-        "errors": [
-            Problem(0, "(broker)", "the event broker did not confirm; retry later").as_dict()
-        ],
-    }
-    return json_response(body, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def create_api(settings: IngestSettings, gateway: Gateway, hl7: Hl7Handler) -> FastAPI:
@@ -113,7 +107,7 @@ def create_api(settings: IngestSettings, gateway: Gateway, hl7: Hl7Handler) -> F
         except BatchRefused as refused:
             return refusal_response(refused)
         except BrokerUnavailable:
-            return _unavailable()
+            return refusal_response(broker_unavailable())
         if status != 202:
             counted(status, payload["reason"])
         else:
@@ -144,7 +138,7 @@ def create_api(settings: IngestSettings, gateway: Gateway, hl7: Hl7Handler) -> F
         reply = await hl7.handle(raw, source=source, channel="hl7_http")
         status = 503 if reply.transient else 200
         counted(status)
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if reply.transient else None
+        headers = {"Retry-After": str(BROKER_RETRY_AFTER_SECONDS)} if reply.transient else None
         return Response(reply.text, status, headers, media_type=HL7_MEDIA_TYPE)
 
     fhir_endpoints.install(api, gateway)

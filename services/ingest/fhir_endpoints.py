@@ -23,13 +23,12 @@ from services.ingest.fhir import (
     operation_outcome,
 )
 from services.ingest.gateway import BrokerUnavailable, Gateway, derived_id, digest
-from services.ingest.http_common import authenticated_body, counted
+from services.ingest.http_common import authenticated_body, broker_unavailable, counted
 from services.ingest.mapping import MappingError
 from services.ingest.openapi import FHIR_BODY
 from services.ingest.sources import Source
 
 FHIR_JSON = "application/fhir+json"
-RETRY_AFTER_SECONDS = "5"
 ISSUE_CODES = {
     401: "login",
     403: "forbidden",
@@ -65,7 +64,7 @@ def refused_outcome(refused: BatchRefused) -> Response:
     counted(refused.status, refused.reason)
     code = ISSUE_CODES.get(refused.status, "invalid")
     errors = [MappingError(p.field, code, f"{p.field}: {p.problem}") for p in refused.problems]
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if refused.status == 503 else None
+    headers = None
     if refused.retry_after_seconds is not None:
         headers = {"Retry-After": str(math.ceil(refused.retry_after_seconds))}
     return fhir_response(operation_outcome(errors), refused.status, headers)
@@ -148,7 +147,7 @@ def install(api: FastAPI, gateway: Gateway) -> None:
         except BatchRefused as refused:
             return refused_outcome(refused)
         except BrokerUnavailable:
-            return refused_outcome(_unavailable())
+            return refused_outcome(broker_unavailable())
         note = mapped.note or f"recorded {len(ids)} event(s): {', '.join(ids)}"
         return fhir_response(informational_outcome(note), 201 if ids else 200)
 
@@ -208,10 +207,5 @@ def install(api: FastAPI, gateway: Gateway) -> None:
         except BatchRefused as refused:
             return refused_outcome(refused)
         except BrokerUnavailable:
-            return refused_outcome(_unavailable())
+            return refused_outcome(broker_unavailable())
         return fhir_response(bundle_response(bundle_type, entries), 200)
-
-
-def _unavailable() -> BatchRefused:
-    problem = Problem(0, "(broker)", "the event broker did not confirm; nothing was written")
-    return BatchRefused(503, "broker_unavailable", [problem])

@@ -46,3 +46,12 @@ def counted(status: int, reason: str | None = None) -> None:
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+BROKER_RETRY_AFTER_SECONDS = 5
+
+
+def broker_unavailable() -> BatchRefused:
+    """The refusal for a write the broker did not confirm: nothing was written, retry later."""
+    problem = Problem(0, "(broker)", "the event broker did not confirm; nothing was written")
+    return BatchRefused(503, "broker_unavailable", [problem], BROKER_RETRY_AFTER_SECONDS)
