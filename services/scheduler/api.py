@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 
-from services.scheduler.domain import HospitalLayout, count_by_status
+from services.common.hospital import HospitalLayout
+from services.scheduler.domain import count_by_status
 from services.scheduler.store import RedisBedStore
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -25,8 +22,9 @@ from schemas.beds import (
 from schemas.topics import BEDS_AVAILABILITY, BEDS_EVENTS, SCHEDULING_DECISIONS, TopicSpec
 from schemas.vocabulary import BedStatus
 from services.common import metrics
+from services.common.hospital import HospitalLayout
 from services.common.stage import Output, Rejected
-from services.scheduler.domain import HospitalLayout, count_by_status, layout_from_dict
+from services.scheduler.domain import count_by_status
 from services.scheduler.store import ChangeResult, RedisBedStore
 
 STAGE = "scheduler"
@@ -46,15 +44,6 @@ TIME_TO_BED_SECONDS = Histogram(
     ["level_of_care"],
     buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
 )
-
-
-def load_layout(path: str) -> HospitalLayout:
-    """The hospital layout from a TOML file, or the built-in example when `path` is empty."""
-    if path:
-        text = Path(path).read_text(encoding="utf-8")
-    else:
-        text = resources.files("services.scheduler").joinpath("hospital.toml").read_text()
-    return layout_from_dict(tomllib.loads(text))
 
 
 def _derived_id(cause: UUID, what: str) -> UUID:

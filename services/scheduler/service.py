@@ -9,11 +9,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.topics import EVENTS_CLEAN
+from services.common.hospital import load_layout
 from services.common.http import http_server
 from services.common.runtime import until_stopped
 from services.common.stage import StageRunner
 from services.scheduler.api import create_api
-from services.scheduler.app import STAGE, Scheduler, load_layout
+from services.scheduler.app import STAGE, Scheduler
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.store import RedisBedStore
 

@@ -14,8 +14,9 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from schemas.vocabulary import BedStatus
+from services.common.hospital import HospitalLayout
 from services.scheduler import scripts
-from services.scheduler.domain import HospitalLayout, allowed_from
+from services.scheduler.domain import allowed_from
 
 
 @dataclass(frozen=True)

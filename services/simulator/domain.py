@@ -30,7 +30,7 @@ from services.simulator.physiology import (
 
 ED, WARD_A, WARD_B, HDU, ICU = "ED", "WARD-A", "WARD-B", "HDU", "ICU"
 WARDS = (ED, WARD_A, WARD_B, HDU, ICU)
-"""The wards of the example hospital (services/scheduler/hospital.toml)."""
+"""The wards of the example hospital (services/common/hospital.toml)."""
 
 ACUTE = (ED, WARD_A, WARD_B)
 _INITIAL_WARDS = {ED: 0.1, WARD_A: 0.4, WARD_B: 0.35, HDU: 0.1, ICU: 0.05}

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from schemas.vocabulary import BedStatus
 from services.common.embedded import EmbeddedServer
-from services.scheduler.domain import HospitalLayout, layout_from_dict
+from services.common.hospital import HospitalLayout, layout_from_dict
 from services.scheduler.store import BedChange, ChangeResult, RedisBedStore
 
 AVAILABLE = BedStatus.AVAILABLE

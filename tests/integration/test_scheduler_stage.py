@@ -31,10 +31,10 @@ from schemas.topics import (
 )
 from schemas.vocabulary import BedStatus, LevelOfCare
 from services.common.embedded import EmbeddedServer
+from services.common.hospital import layout_from_dict
 from services.common.stage import Rejected, StageRunner
 from services.scheduler.app import Scheduler
 from services.scheduler.config import SchedulerSettings
-from services.scheduler.domain import layout_from_dict
 from services.scheduler.store import RedisBedStore
 from tests.support import RunningStage, collect, publish
 

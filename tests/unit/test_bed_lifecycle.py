@@ -12,14 +12,8 @@ from typing import Any
 import pytest
 
 from schemas.vocabulary import BedStatus, LevelOfCare
-from services.scheduler.app import load_layout
-from services.scheduler.domain import (
-    LayoutError,
-    allowed_from,
-    can_transition,
-    count_by_status,
-    layout_from_dict,
-)
+from services.common.hospital import LayoutError, layout_from_dict, load_layout
+from services.scheduler.domain import allowed_from, can_transition, count_by_status
 
 AVAILABLE = BedStatus.AVAILABLE
 RESERVED = BedStatus.RESERVED
