@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from typing import Literal
+from uuid import UUID
 
 from schemas.base import Contract, Event, Identifier, UtcDatetime
 from schemas.vocabulary import Band
 
 ParameterStatus = Literal["scored", "missing", "stale"]
+CriticalCareLevel = Literal["hdu", "icu"]
+
+
+class OverrideApplied(Contract):
+    """A clinician's patient-specific range made this reading score 0 (who, until when)."""
+
+    low: float
+    high: float
+    expires_at: UtcDatetime
+    set_by_role: str
 
 
 class SubScore(Contract):
@@ -19,6 +30,7 @@ class SubScore(Contract):
     value: float | str | bool | None = None
     unit: str | None = None
     observed_at: UtcDatetime | None = None
+    override: OverrideApplied | None = None
 
 
 class ScoreSummary(Contract):
@@ -33,6 +45,27 @@ class ScoreSummary(Contract):
     complete: bool
     criteria: dict[str, bool | None]
     value: float | None = None
+
+
+class RecommendedAction(Contract):
+    """One item of a pathway (e.g. "take blood cultures") and the guideline it comes from."""
+
+    action: str
+    source: str
+
+
+class Recommendation(Contract):
+    """A treatment pathway recommended now, why, and its items (from the reviewed rules)."""
+
+    pathway: str
+    title: str
+    reason: str
+    actions: list[RecommendedAction]
+
+
+EmissionReason = Literal[
+    "first", "band", "completeness", "recommendations", "care_plan", "improvement_held"
+]
 
 
 class AssessmentIssued(Event):
@@ -55,8 +88,97 @@ class AssessmentIssued(Event):
     stale: list[str] = []
     sub_scores: list[SubScore]
     clinical_response: str
+    monitoring_frequency: str | None = None
+    respond_within_minutes: int | None = None
+    rules_version: str | None = None
+    recommendations: list[Recommendation] = []
+    recommendations_withdrawn: list[str] = []
+    emitted_because: EmissionReason | None = None
     qsofa: ScoreSummary | None = None
     sirs: ScoreSummary | None = None
     shock_index: ScoreSummary | None = None
     state_version: int
     cause_recorded_at: UtcDatetime
+
+
+class AlertEscalated(Event):
+    """A medium or high alert was not acknowledged within the rules' response time."""
+
+    kind: Literal["AlertEscalated"] = "AlertEscalated"
+    patient_id: Identifier
+    ward: Identifier | None = None
+    assessment_id: UUID
+    band: Band
+    raised_at: UtcDatetime
+    respond_by: UtcDatetime
+    escalate_to: str
+    rules_version: str
+
+
+class CriticalCareBedRequested(Event):
+    """Diagnosis asks the scheduler for an HDU/ICU bed for a deteriorating ward patient.
+
+    `event_id` is the request's id; `reasons` say which rule fired and which parameters scored.
+    """
+
+    kind: Literal["CriticalCareBedRequested"] = "CriticalCareBedRequested"
+    patient_id: Identifier
+    ward: Identifier
+    level_of_care: CriticalCareLevel
+    band: Band
+    aggregate: int
+    assessment_id: UUID
+    reasons: list[str]
+    rules_version: str
+
+
+WithdrawalReason = Literal["improved", "ceiling_of_care", "left_general_ward", "discharged"]
+
+
+class CriticalCareBedRequestWithdrawn(Event):
+    """A pending HDU/ICU bed request is no longer needed, and why."""
+
+    kind: Literal["CriticalCareBedRequestWithdrawn"] = "CriticalCareBedRequestWithdrawn"
+    patient_id: Identifier
+    ward: Identifier | None = None
+    request_id: UUID
+    reason: WithdrawalReason
+
+
+class OpenAlert(Contract):
+    """A medium or high alert: raised by an assessment, until the band falls below medium."""
+
+    assessment_id: UUID
+    band: Band
+    raised_at: UtcDatetime
+    respond_by: UtcDatetime
+    acknowledged_at: UtcDatetime | None = None
+    acknowledged_by_role: str | None = None
+    escalated_at: UtcDatetime | None = None
+
+
+class PendingBedRequest(Contract):
+    request_id: UUID
+    level_of_care: CriticalCareLevel
+    ward: Identifier
+    requested_at: UtcDatetime
+
+
+class AlertStateUpdated(Event):
+    """Diagnosis's view of one patient after a change: the last assessment it issued, the open
+    alert, a pending bed request (patients.alerts, compacted). Dashboards list unacknowledged
+    alerts from it; diagnosis restores itself from it after a restart."""
+
+    kind: Literal["AlertStateUpdated"] = "AlertStateUpdated"
+    patient_id: Identifier
+    ward: Identifier | None = None
+    version: int
+    assessment_id: UUID | None = None
+    band: Band | None = None
+    complete: bool = False
+    pathways: list[str] = []
+    issued_at: UtcDatetime | None = None
+    improving_since: UtcDatetime | None = None
+    alerting_since: UtcDatetime | None = None
+    alert: OpenAlert | None = None
+    bed_request: PendingBedRequest | None = None

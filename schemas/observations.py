@@ -87,6 +87,8 @@ class VitalSigns(Contract):
     temperature_celsius: float | None = None
     oxygen_flow_l_per_min: float | None = None
     fio2_percent: float | None = None
+    white_cell_count_10e9_per_l: float | None = None
+    paco2_mmhg: float | None = None
     on_supplemental_oxygen: bool | None = None
     consciousness: Consciousness | None = None
 

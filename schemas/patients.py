@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from schemas.base import Contract, Event, Identifier, UtcDatetime
+from schemas.care import CarePlan
 from schemas.vocabulary import Consciousness
 
 
@@ -48,6 +49,8 @@ class PatientReadings(Contract):
     temperature_celsius: NumericReading | None = None
     oxygen_flow_l_per_min: NumericReading | None = None
     fio2_percent: NumericReading | None = None
+    white_cell_count_10e9_per_l: NumericReading | None = None
+    paco2_mmhg: NumericReading | None = None
     supplemental_oxygen: OxygenReading | None = None
     consciousness: ConsciousnessReading | None = None
 
@@ -70,4 +73,5 @@ class PatientStateUpdated(Event):
     ward: Identifier | None = None
     bed: Identifier | None = None
     readings: PatientReadings
+    care: CarePlan = CarePlan()
     cause_recorded_at: UtcDatetime

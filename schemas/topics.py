@@ -20,7 +20,13 @@ from schemas.admissions import (
     PatientUpdated,
     TransferCancelled,
 )
-from schemas.assessments import AssessmentIssued
+from schemas.assessments import (
+    AlertEscalated,
+    AlertStateUpdated,
+    AssessmentIssued,
+    CriticalCareBedRequested,
+    CriticalCareBedRequestWithdrawn,
+)
 from schemas.beds import (
     BedAssigned,
     BedRequestWaiting,
@@ -29,6 +35,7 @@ from schemas.beds import (
     BedTransitionRefused,
     WardAvailabilityUpdated,
 )
+from schemas.care import CARE_EVENTS
 from schemas.deadletter import EventDeadLettered
 from schemas.observations import Spo2ScaleSet, VitalSignsObserved, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
@@ -57,13 +64,27 @@ ADT_EVENTS = (
 
 EVENTS_RAW = TopicSpec(
     "events.raw",
-    (VitalSignsObserved, Spo2ScaleSet, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
+    (
+        VitalSignsObserved,
+        Spo2ScaleSet,
+        *CARE_EVENTS,
+        *ADT_EVENTS,
+        BedStatusReported,
+        ResourceStatusReported,
+    ),
     "patient_id, or ward for bed and resource events",
     "Everything ingest accepted, as sent, after validation against the contract.",
 )
 EVENTS_CLEAN = TopicSpec(
     "events.clean",
-    (VitalSignsRecorded, Spo2ScaleSet, *ADT_EVENTS, BedStatusReported, ResourceStatusReported),
+    (
+        VitalSignsRecorded,
+        Spo2ScaleSet,
+        *CARE_EVENTS,
+        *ADT_EVENTS,
+        BedStatusReported,
+        ResourceStatusReported,
+    ),
     "patient_id, or ward for bed and resource events",
     "Canonical events: canonical units, plausible values, duplicates removed.",
 )
@@ -82,9 +103,22 @@ PATIENTS_STATE = TopicSpec(
 )
 PATIENTS_ASSESSMENTS = TopicSpec(
     "patients.assessments",
-    (AssessmentIssued,),
+    (
+        AssessmentIssued,
+        AlertEscalated,
+        CriticalCareBedRequested,
+        CriticalCareBedRequestWithdrawn,
+    ),
     "patient_id",
-    "Early-warning assessments (NEWS2) with sub-scores and completeness.",
+    "Early-warning assessments (on a change of band, completeness or recommendations),"
+    " escalations of unacknowledged alerts, and HDU/ICU bed requests and their withdrawals.",
+)
+PATIENTS_ALERTS = TopicSpec(
+    "patients.alerts",
+    (AlertStateUpdated,),
+    "patient_id",
+    "Each patient's open alert and pending bed request, latest record per patient.",
+    compacted=True,
 )
 BEDS_EVENTS = TopicSpec(
     "beds.events",
@@ -112,6 +146,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS_DLQ,
     PATIENTS_STATE,
     PATIENTS_ASSESSMENTS,
+    PATIENTS_ALERTS,
     BEDS_EVENTS,
     BEDS_AVAILABILITY,
     SCHEDULING_DECISIONS,

@@ -17,6 +17,8 @@ class VitalParameter(StrEnum):
     OXYGEN_FLOW = "oxygen_flow"  # inhaled oxygen flow rate, L/min (LOINC 3151-8)
     FIO2 = "fio2"  # inhaled oxygen concentration, % (LOINC 3150-0)
     BLOOD_PRESSURE = "blood_pressure"  # composite "systolic/diastolic", split by cleaning
+    WHITE_CELL_COUNT = "white_cell_count"  # laboratory: leukocytes, 10^9/L (LOINC 6690-2)
+    PACO2 = "paco2"  # laboratory: arterial partial pressure of CO2, mmHg (LOINC 2019-8)
 
 
 class Consciousness(StrEnum):
