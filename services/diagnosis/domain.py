@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from schemas.assessments import AssessmentIssued, ParameterStatus, SubScore
+from schemas.assessments import AssessmentIssued, OverrideApplied, ParameterStatus, SubScore
+from schemas.care import CarePlan, ParameterOverride
 from schemas.patients import (
     ConsciousnessReading,
     NumericReading,
@@ -22,6 +23,7 @@ from schemas.patients import (
     PatientStateUpdated,
 )
 from schemas.vocabulary import Band, Consciousness
+from services.diagnosis.rules import DEFAULT_RULES, Rules
 
 NEWS2_PARAMETERS: tuple[str, ...] = (
     "respiratory_rate_per_min",
@@ -37,20 +39,10 @@ NEWS2_PARAMETERS: tuple[str, ...] = (
 DEFAULT_MAX_AGE_SECONDS = 3600.0
 
 INCOMPLETE_PREFIX = "INCOMPLETE: missing or stale parameters; obtain a full set of observations. "
-RESPONSE_ROUTINE = "Continue routine NEWS monitoring, minimum 12-hourly"
-RESPONSE_LOW = "Inform registered nurse; increase monitoring to minimum 4-6-hourly"
-RESPONSE_LOW_MEDIUM = (
-    "Urgent ward-based response: registered nurse to inform medical team;"
-    " minimum 1-hourly monitoring"
-)
-RESPONSE_MEDIUM = (
-    "Urgent response: registered nurse to inform medical team urgently;"
-    " minimum 1-hourly monitoring; consider critical care outreach"
-)
-RESPONSE_HIGH = (
-    "Emergency response: immediate assessment by critical-care-competent team; continuous"
-    " monitoring; consider transfer to HDU/ICU"
-)
+CEILING_NOTES = {
+    "general": "Ceiling of care: ward-based care only (set by {role}); no HDU/ICU bed is requested",
+    "hdu": "Ceiling of care: not for ICU (set by {role}); an HDU bed at most is requested",
+}
 
 
 def _default_max_ages() -> dict[str, float]:
@@ -59,10 +51,11 @@ def _default_max_ages() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ScoringPolicy:
-    """How old a reading may be and still count, per parameter, and which SpO2 scale applies."""
+    """The reviewed rules, how old a reading may be and still count, and a forced SpO2 scale."""
 
     max_age_seconds: dict[str, float] = field(default_factory=_default_max_ages)
     spo2_scale: int = 1
+    rules: Rules = DEFAULT_RULES
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.max_age_seconds) - set(NEWS2_PARAMETERS))
@@ -75,64 +68,90 @@ class ScoringPolicy:
         return self.max_age_seconds.get(parameter, DEFAULT_MAX_AGE_SECONDS)
 
 
-def _lookup(value: float, rows: tuple[tuple[float, int], ...], above: int) -> int:
-    """Points of the first row whose upper bound is at least `value`; `above` past the last row."""
-    return next((points for upper, points in rows if value <= upper), above)
+class Chart:
+    """The NEWS2 chart of a rules file as scoring functions, one per parameter."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.news2 = rules.news2
+
+    def respiration_points(self, rate: float) -> int:
+        return self.news2.respiratory_rate_per_min.points(rate)
+
+    def spo2_scale1_points(self, percent: float) -> int:
+        return self.news2.spo2_scale1_percent.points(percent)
+
+    def spo2_scale2_points(self, percent: float, on_oxygen: bool) -> int:
+        chart = self.news2.spo2_scale2_percent
+        if not on_oxygen and percent > chart.on_air_scores_zero_above:
+            return 0
+        return chart.points(percent)
+
+    def oxygen_points(self, on_oxygen: bool) -> int:
+        return self.news2.points.supplemental_oxygen if on_oxygen else 0
+
+    def systolic_points(self, mmhg: float) -> int:
+        return self.news2.systolic_bp_mmhg.points(mmhg)
+
+    def pulse_points(self, bpm: float) -> int:
+        return self.news2.heart_rate_bpm.points(bpm)
+
+    def consciousness_points(self, level: Consciousness) -> int:
+        return 0 if level == Consciousness.ALERT else self.news2.points.not_alert
+
+    def temperature_points(self, celsius: float) -> int:
+        return self.news2.temperature_celsius.points(celsius)
+
+    def band_for(self, aggregate: int, any_single_red: bool) -> Band:
+        bands = self.news2.bands
+        if aggregate >= bands.high_from:
+            return Band.HIGH
+        if aggregate >= bands.medium_from:
+            return Band.MEDIUM
+        return Band.LOW_MEDIUM if any_single_red else Band.LOW
+
+    def points_by_parameter(self) -> dict[str, Callable[[Any], int]]:
+        return {
+            "respiratory_rate_per_min": self.respiration_points,
+            "spo2_percent": self.spo2_scale1_points,
+            "supplemental_oxygen": self.oxygen_points,
+            "systolic_bp_mmhg": self.systolic_points,
+            "heart_rate_bpm": self.pulse_points,
+            "consciousness": lambda level: self.consciousness_points(Consciousness(level)),
+            "temperature_celsius": self.temperature_points,
+        }
 
 
-def respiration_points(rate: float) -> int:
-    return _lookup(rate, ((8, 3), (11, 1), (20, 0), (24, 2)), above=3)
+_CHARTS: dict[int, Chart] = {}
 
 
-def spo2_scale1_points(percent: float) -> int:
-    return _lookup(percent, ((91, 3), (93, 2), (95, 1)), above=0)
+def chart_for(rules: Rules) -> Chart:
+    """One `Chart` per rules object (rules are immutable; built once, reused per assessment)."""
+    chart = _CHARTS.get(id(rules))
+    if chart is None or chart.news2 is not rules.news2:
+        chart = _CHARTS[id(rules)] = Chart(rules)
+    return chart
 
 
-def spo2_scale2_points(percent: float, on_oxygen: bool) -> int:
-    if not on_oxygen and percent > 92:
-        return 0
-    return _lookup(percent, ((83, 3), (85, 2), (87, 1), (92, 0), (94, 1), (96, 2)), above=3)
+DEFAULT_CHART = chart_for(DEFAULT_RULES)
+respiration_points = DEFAULT_CHART.respiration_points
+spo2_scale1_points = DEFAULT_CHART.spo2_scale1_points
+spo2_scale2_points = DEFAULT_CHART.spo2_scale2_points
+oxygen_points = DEFAULT_CHART.oxygen_points
+systolic_points = DEFAULT_CHART.systolic_points
+pulse_points = DEFAULT_CHART.pulse_points
+consciousness_points = DEFAULT_CHART.consciousness_points
+temperature_points = DEFAULT_CHART.temperature_points
+band_for = DEFAULT_CHART.band_for
 
 
-def oxygen_points(on_oxygen: bool) -> int:
-    return 2 if on_oxygen else 0
-
-
-def systolic_points(mmhg: float) -> int:
-    return _lookup(mmhg, ((90, 3), (100, 2), (110, 1), (219, 0)), above=3)
-
-
-def pulse_points(bpm: float) -> int:
-    return _lookup(bpm, ((40, 3), (50, 1), (90, 0), (110, 1), (130, 2)), above=3)
-
-
-def consciousness_points(level: Consciousness) -> int:
-    return 0 if level == Consciousness.ALERT else 3
-
-
-def temperature_points(celsius: float) -> int:
-    return _lookup(celsius, ((35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1)), above=2)
-
-
-def band_for(aggregate: int, any_single_three: bool) -> Band:
-    if aggregate >= 7:
-        return Band.HIGH
-    if aggregate >= 5:
-        return Band.MEDIUM
-    return Band.LOW_MEDIUM if any_single_three else Band.LOW
-
-
-def clinical_response(aggregate: int, band: Band | None, complete: bool) -> str:
-    """The RCP response for a band; an incomplete score always says so first."""
+def clinical_response(
+    aggregate: int, band: Band | None, complete: bool, rules: Rules = DEFAULT_RULES
+) -> str:
+    """The rules' response for a band; an incomplete score always says so first."""
     if band is None:
         return INCOMPLETE_PREFIX.rstrip()
-    responses = {
-        Band.LOW: RESPONSE_ROUTINE if aggregate == 0 else RESPONSE_LOW,
-        Band.LOW_MEDIUM: RESPONSE_LOW_MEDIUM,
-        Band.MEDIUM: RESPONSE_MEDIUM,
-        Band.HIGH: RESPONSE_HIGH,
-    }
-    return responses[band] if complete else INCOMPLETE_PREFIX + responses[band]
+    response = rules.responses.for_band(band, aggregate).clinical_response
+    return response if complete else INCOMPLETE_PREFIX + response
 
 
 _UNITS: dict[str, str | None] = {
@@ -143,15 +162,6 @@ _UNITS: dict[str, str | None] = {
     "heart_rate_bpm": "bpm",
     "consciousness": None,
     "temperature_celsius": "Cel",
-}
-_POINTS: dict[str, Callable[[Any], int]] = {
-    "respiratory_rate_per_min": respiration_points,
-    "spo2_percent": spo2_scale1_points,
-    "supplemental_oxygen": oxygen_points,
-    "systolic_bp_mmhg": systolic_points,
-    "heart_rate_bpm": pulse_points,
-    "consciousness": lambda level: consciousness_points(Consciousness(level)),
-    "temperature_celsius": temperature_points,
 }
 
 
@@ -175,6 +185,25 @@ def _status(
     return "stale" if age_seconds > policy.max_age_for(parameter) else "scored"
 
 
+def active_override(
+    care: CarePlan, parameter: str, value: float | str | bool | None, now: datetime
+) -> ParameterOverride | None:
+    """The clinician's override in force whose range covers this reading (it then scores 0)."""
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        return None
+    for override in care.overrides:
+        if override.parameter == parameter and now < override.expires_at:
+            return override if override.low <= value <= override.high else None
+    return None
+
+
+def ceiling_note(care: CarePlan, band: Band | None) -> str | None:
+    """Why no (or a lesser) critical-care bed is asked for, when a ceiling of care applies."""
+    if band not in (Band.MEDIUM, Band.HIGH) or care.ceiling == "icu":
+        return None
+    return CEILING_NOTES[care.ceiling].format(role=care.ceiling_set_by_role or "a clinician")
+
+
 def assess(
     state: PatientStateUpdated,
     now: datetime,
@@ -186,41 +215,58 @@ def assess(
     """NEWS2 for one patient state at `now` (timezone-aware). Diastolic BP is not part of NEWS2.
 
     SpO2 scale 2 applies when the patient's state says so (set by a clinician's Spo2ScaleSet
-    event) or the policy forces it; a reading fusion marked stale is never scored.
+    event) or the policy forces it; a reading fusion marked stale is never scored. A clinician's
+    parameter override in force scores a reading inside its range 0, and says so.
     """
     readings = state.readings
+    rules = policy.rules
+    chart = chart_for(rules)
     status = {p: _status(p, readings, now, policy) for p in NEWS2_PARAMETERS}
-    points = dict(_POINTS)
+    points = chart.points_by_parameter()
     scale = 2 if state.spo2_scale == 2 or policy.spo2_scale == 2 else 1
     if scale == 2:
         # Scale 2 cannot be read without a current oxygen status: SpO2 inherits its status.
         oxygen = readings.supplemental_oxygen
         on_oxygen = oxygen is not None and oxygen.on_supplemental_oxygen
-        points["spo2_percent"] = lambda percent: spo2_scale2_points(percent, on_oxygen)
+        points["spo2_percent"] = lambda percent: chart.spo2_scale2_points(percent, on_oxygen)
         if status["spo2_percent"] == "scored":
             status["spo2_percent"] = status["supplemental_oxygen"]
     sub_scores = []
     for parameter in NEWS2_PARAMETERS:
         reading = getattr(readings, parameter)
         value = None if reading is None else _value(reading)
+        scored = status[parameter] == "scored"
+        override = active_override(state.care, parameter, value, now) if scored else None
         sub_scores.append(
             SubScore(
                 parameter=parameter,
                 status=status[parameter],
-                points=points[parameter](value) if status[parameter] == "scored" else None,
+                points=(0 if override else points[parameter](value)) if scored else None,
                 value=value,
                 unit=_UNITS[parameter],
                 observed_at=None if reading is None else reading.observed_at,
+                override=None
+                if override is None
+                else OverrideApplied(
+                    low=override.low,
+                    high=override.high,
+                    expires_at=override.expires_at,
+                    set_by_role=override.set_by_role,
+                ),
             )
         )
-    scored = [s.points for s in sub_scores if s.points is not None]
+    scored_points = [s.points for s in sub_scores if s.points is not None]
     missing = [p for p in NEWS2_PARAMETERS if status[p] == "missing"]
     stale = [p for p in NEWS2_PARAMETERS if status[p] == "stale"]
-    aggregate = sum(scored)
+    aggregate = sum(scored_points)
     complete = not missing and not stale
-    band: Band | None = band_for(aggregate, any(p == 3 for p in scored))
+    red = rules.news2.bands.single_parameter_red
+    band: Band | None = chart.band_for(aggregate, any(p >= red for p in scored_points))
     if not complete and band == Band.LOW:
         band = None  # a partial low score is only a lower bound: never report it as normal
+    response = None if band is None else rules.responses.for_band(band, aggregate)
+    text = clinical_response(aggregate, band, complete, rules)
+    note = ceiling_note(state.care, band)
     return AssessmentIssued(
         event_id=event_id,
         occurred_at=now,
@@ -235,7 +281,10 @@ def assess(
         missing=missing,
         stale=stale,
         sub_scores=sub_scores,
-        clinical_response=clinical_response(aggregate, band, complete),
+        clinical_response=text if note is None else f"{text}. {note}",
+        monitoring_frequency=None if response is None else response.monitoring_frequency,
+        respond_within_minutes=None if response is None else response.respond_within_minutes,
+        rules_version=rules.version,
         state_version=state.version,
         cause_recorded_at=state.cause_recorded_at,
     )

@@ -16,14 +16,10 @@ from schemas.patients import (
     PatientStateUpdated,
 )
 from schemas.vocabulary import Band, Consciousness
+from services.diagnosis.rules import DEFAULT_RULES
 from services.diagnosis.domain import (
     INCOMPLETE_PREFIX,
     NEWS2_PARAMETERS,
-    RESPONSE_HIGH,
-    RESPONSE_LOW,
-    RESPONSE_LOW_MEDIUM,
-    RESPONSE_MEDIUM,
-    RESPONSE_ROUTINE,
     ScoringPolicy,
     assess,
     band_for,
@@ -37,6 +33,13 @@ from services.diagnosis.domain import (
     systolic_points,
     temperature_points,
 )
+
+RESPONSES = DEFAULT_RULES.responses
+RESPONSE_ROUTINE = RESPONSES.routine.clinical_response
+RESPONSE_LOW = RESPONSES.low.clinical_response
+RESPONSE_LOW_MEDIUM = RESPONSES.low_medium.clinical_response
+RESPONSE_MEDIUM = RESPONSES.medium.clinical_response
+RESPONSE_HIGH = RESPONSES.high.clinical_response
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RECENT = NOW - timedelta(minutes=5)
@@ -287,11 +290,32 @@ def test_clinical_response_for_complete_score(aggregate: int, band: Band, respon
 
 
 def test_clinical_response_texts_follow_rcp() -> None:
-    assert RESPONSE_ROUTINE == "Continue routine NEWS monitoring, minimum 12-hourly"
-    assert RESPONSE_HIGH == (
-        "Emergency response: immediate assessment by critical-care-competent team; "
-        "continuous monitoring; consider transfer to HDU/ICU"
-    )
+    assert RESPONSE_ROUTINE == "Continue routine NEWS monitoring"
+    assert RESPONSE_LOW.startswith("Inform registered nurse")
+    assert RESPONSE_LOW_MEDIUM.startswith("Urgent ward-based response")
+    assert RESPONSE_MEDIUM.startswith("Urgent response")
+    assert RESPONSE_HIGH.startswith("Emergency response")
+    assert "HDU or ICU" in RESPONSE_HIGH
+
+
+@pytest.mark.parametrize(
+    ("aggregate", "band", "frequency", "respond_within"),
+    [
+        (0, Band.LOW, "minimum 12-hourly", None),
+        (1, Band.LOW, "minimum 4-6-hourly", None),
+        (4, Band.LOW, "minimum 4-6-hourly", None),
+        (3, Band.LOW_MEDIUM, "minimum 1-hourly", None),
+        (5, Band.MEDIUM, "minimum 1-hourly", 60),
+        (6, Band.MEDIUM, "minimum 1-hourly", 60),
+        (7, Band.HIGH, "continuous monitoring of vital signs", 30),
+    ],
+)
+def test_monitoring_frequency_and_response_time_per_band(
+    aggregate: int, band: Band, frequency: str, respond_within: int | None
+) -> None:
+    response = RESPONSES.for_band(band, aggregate)
+    assert response.monitoring_frequency == frequency
+    assert response.respond_within_minutes == respond_within
 
 
 def test_clinical_response_for_incomplete_high_score_says_incomplete_first() -> None:
