@@ -8,10 +8,8 @@ processes it again, and its dedupe window lets it through because a refused even
 remembered as seen. A letter refused again is dead-lettered again, with a later `failed_at`, past
 the end this replay reads to: a replay never chases its own letters.
 
-The end of each partition is the larger of the broker's end offset (ListOffsets) and the high
-watermark of the first fetch response: the embedded broker (Tansu) answers ListOffsets with the
-base offset of the last record batch plus one, short of the end when a batch held several records.
-Nothing is sent before every partition's end is known.
+Partition ends are found as `services.common.kafka.read_to_end` explains (the embedded broker's
+ListOffsets can fall short); nothing is sent before every partition's end is known.
 
 Never logs or prints a payload: dead letters carry patient data.
 """
@@ -26,13 +24,13 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from schemas.codec import decode
 from schemas.deadletter import EventDeadLettered
 from schemas.topics import EVENTS_DLQ
-from services.common.kafka import make_producer, topic
+from services.common.kafka import ReadDeadline, make_producer, make_reader, read_to_end, topic
 from services.common.settings import ServiceSettings
 
 UNREADABLE = "(unreadable letter)"
@@ -90,13 +88,7 @@ async def replay(
 ) -> ReplaySummary:
     """Replay the letters `chosen` selects (at most `limit`); `dry_run` only counts them."""
     summary, deadline = ReplaySummary(), time.monotonic() + timeout_seconds
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        max_poll_records=settings.kafka_max_batch,
-    )
+    consumer = make_reader(settings)
     producer = None if dry_run else make_producer(settings)
     await consumer.start()
     try:
@@ -132,31 +124,12 @@ async def _letters(
     """Every letter of `dlq` up to its end at the start (None: unreadable), within `deadline`."""
     if dlq not in await consumer.topics():
         raise ReplayError(f"topic {dlq} does not exist on this broker")
-    partitions = {TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()}
-    consumer.assign(list(partitions))
-    await consumer.seek_to_beginning(*partitions)
-    ends = await consumer.end_offsets(list(partitions))
-    known: set[TopicPartition] = set()
-    held: list[ConsumerRecord[bytes, bytes]] = []
-    remaining = set(partitions)
-    while remaining:
-        if time.monotonic() > deadline:
-            summary.complete = False
-            return
-        batch = await consumer.getmany(*remaining, timeout_ms=200)
-        held.extend(record for records in batch.values() for record in records)
-        for tp in partitions - known:
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                ends[tp] = max(ends[tp], highwater)
-                known.add(tp)
-        if known != partitions:
-            continue  # hold every record until every end is known
-        for record in held:
-            if record.offset < ends[TopicPartition(record.topic, record.partition)]:
+    try:
+        async with aclosing(read_to_end(consumer, dlq, deadline)) as records:
+            async for record in records:
                 yield _letter(record.value)
-        held.clear()
-        remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    except ReadDeadline:
+        summary.complete = False
 
 
 def _letter(value: bytes | None) -> EventDeadLettered | None:

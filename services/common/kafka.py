@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncGenerator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -147,3 +148,57 @@ class BatchWriter:
             batch.close()
             futures.append(await self.producer.send_batch(batch, self.topic, partition=partition))
         await asyncio.gather(*futures)
+
+
+class ReadDeadline(TimeoutError):
+    """The end of the topic was not reached before the deadline."""
+
+
+def make_reader(settings: ServiceSettings) -> AIOKafkaConsumer:
+    """A consumer without a group, for reading a whole topic (replays, state restores)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        max_poll_records=settings.kafka_max_batch,
+    )
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, topic_name: str, deadline: float
+) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
+    """Every record of every partition of `topic_name`, from the beginning up to its end when
+    the read started; raises `ReadDeadline` when `deadline` (monotonic) passes first.
+
+    The end of each partition is the larger of the broker's end offset (ListOffsets) and the high
+    watermark of the first fetch response: the embedded broker (Tansu) answers ListOffsets with
+    the base offset of the last record batch plus one, short of the end when a batch held several
+    records. Nothing is yielded before every partition's end is known.
+    """
+    partitions = {
+        TopicPartition(topic_name, p) for p in consumer.partitions_for_topic(topic_name) or ()
+    }
+    consumer.assign(list(partitions))
+    await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(list(partitions))
+    known: set[TopicPartition] = set()
+    held: list[ConsumerRecord[bytes, bytes]] = []
+    remaining = set(partitions)
+    while remaining:
+        if time.monotonic() > deadline:
+            raise ReadDeadline(f"{topic_name} not read to its end in time")
+        batch = await consumer.getmany(*remaining, timeout_ms=200)
+        held.extend(record for records in batch.values() for record in records)
+        for tp in partitions - known:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                ends[tp] = max(ends[tp], highwater)
+                known.add(tp)
+        if known != partitions:
+            continue  # hold every record until every end is known
+        for record in held:
+            if record.offset < ends[TopicPartition(record.topic, record.partition)]:
+                yield record
+        held.clear()
+        remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
