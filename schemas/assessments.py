@@ -132,7 +132,9 @@ class CriticalCareBedRequested(Event):
     rules_version: str
 
 
-WithdrawalReason = Literal["improved", "ceiling_of_care", "left_general_ward", "discharged"]
+WithdrawalReason = Literal[
+    "improved", "ceiling_of_care", "left_general_ward", "discharged", "superseded"
+]
 
 
 class CriticalCareBedRequestWithdrawn(Event):
@@ -175,10 +177,13 @@ class AlertStateUpdated(Event):
     version: int
     assessment_id: UUID | None = None
     band: Band | None = None
+    aggregate: int | None = None
     complete: bool = False
     pathways: list[str] = []
+    ceiling: str = "icu"
     issued_at: UtcDatetime | None = None
     improving_since: UtcDatetime | None = None
     alerting_since: UtcDatetime | None = None
+    high_since: UtcDatetime | None = None
     alert: OpenAlert | None = None
     bed_request: PendingBedRequest | None = None

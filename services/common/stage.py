@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from prometheus_client import Gauge
 from pydantic import BaseModel, ValidationError
 
@@ -58,6 +60,11 @@ class Rejected(Exception):
 
 
 Handler = Callable[[TopicSpec, Any], Awaitable[Sequence[Output]]]
+Ticker = Callable[[frozenset[int]], Awaitable[Sequence[Output]]]
+"""Called every `tick_seconds` with the partitions (of the first input) this replica owns."""
+
+RECORD_PARTITION: ContextVar[int] = ContextVar("record_partition", default=0)
+"""The partition of the record being handled, for handlers that keep per-partition state."""
 
 
 def utc_now() -> datetime:
@@ -76,8 +83,14 @@ class StageRunner:
         *,
         transient_errors: tuple[type[BaseException], ...] = (),
         clock: Callable[[], datetime] = utc_now,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        ticker: Ticker | None = None,
+        tick_seconds: float = 1.0,
     ) -> None:
         self.stage = stage
+        self.prepare = prepare
+        self.ticker = ticker
+        self.tick_seconds = tick_seconds
         self.settings = settings
         self.handler = handler
         self.transient_errors = transient_errors
@@ -96,14 +109,20 @@ class StageRunner:
         await producer.start()
         self.producer = producer
         try:
+            if self.prepare is not None:
+                await self.prepare()  # e.g. restore state, before joining the group
             await consumer.start()
             try:
+                next_tick = 0.0
                 while not self._stopping.is_set():
                     batch = await consumer.getmany(timeout_ms=200)
                     if consumer.assignment() and not self.ready.is_set():
                         self.ready.set()
                         STAGE_READY.labels(self.stage).set(1)
                         log.info("stage ready partitions=%d", len(consumer.assignment()))
+                    if self.ticker is not None and time.monotonic() >= next_tick:
+                        next_tick = time.monotonic() + self.tick_seconds
+                        await self._tick(producer, consumer)
                     if not batch:
                         continue
                     pending = []
@@ -119,10 +138,22 @@ class StageRunner:
         finally:
             await producer.stop()
 
+    async def _tick(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+        """Let the ticker act on the owned partitions; its outputs are acknowledged before the
+        loop goes on (they have no offset to commit: the ticker's state must say what it sent)."""
+        assert self.ticker is not None
+        first = next(iter(self._specs))
+        owned = frozenset(tp.partition for tp in consumer.assignment() if tp.topic == first)
+        outputs = await self.ticker(owned)
+        sent = [await self._send(producer, output) for output in outputs]
+        if sent:
+            await asyncio.gather(*sent)
+
     async def _process(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
     ) -> list[asyncio.Future[Any]]:
         spec = self._specs[record.topic]
+        RECORD_PARTITION.set(record.partition)
         metrics.EVENTS_IN.labels(self.stage, spec.name).inc()
         with metrics.processing(self.stage):
             try:
