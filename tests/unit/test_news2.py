@@ -16,7 +16,6 @@ from schemas.patients import (
     PatientStateUpdated,
 )
 from schemas.vocabulary import Band, Consciousness
-from services.diagnosis.rules import DEFAULT_RULES
 from services.diagnosis.domain import (
     INCOMPLETE_PREFIX,
     NEWS2_PARAMETERS,
@@ -33,6 +32,7 @@ from services.diagnosis.domain import (
     systolic_points,
     temperature_points,
 )
+from services.diagnosis.rules import DEFAULT_RULES
 
 RESPONSES = DEFAULT_RULES.responses
 RESPONSE_ROUTINE = RESPONSES.routine.clinical_response
