@@ -89,7 +89,7 @@ class AssessmentIssued(Event):
     sub_scores: list[SubScore]
     clinical_response: str
     monitoring_frequency: str | None = None
-    respond_within_minutes: int | None = None
+    respond_within_minutes: float | None = None
     rules_version: str | None = None
     recommendations: list[Recommendation] = []
     recommendations_withdrawn: list[str] = []

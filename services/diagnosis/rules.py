@@ -86,7 +86,7 @@ class News2Chart(Strict):
 class Response(Strict):
     clinical_response: Text
     monitoring_frequency: Text
-    respond_within_minutes: Annotated[int, Field(gt=0, le=1440)] | None = None
+    respond_within_minutes: Annotated[float, Field(gt=0, le=1440)] | None = None
     escalate_to: Text | None = None
 
     @model_validator(mode="after")

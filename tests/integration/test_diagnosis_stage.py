@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
-from schemas.assessments import AssessmentIssued
+from schemas.assessments import AlertStateUpdated, AssessmentIssued
 from schemas.patients import (
     ConsciousnessReading,
     NumericReading,
@@ -13,7 +16,7 @@ from schemas.patients import (
     PatientReadings,
     PatientStateUpdated,
 )
-from schemas.topics import PATIENTS_ASSESSMENTS, PATIENTS_STATE
+from schemas.topics import PATIENTS_ALERTS, PATIENTS_ASSESSMENTS, PATIENTS_STATE
 from schemas.vocabulary import Band, Consciousness
 from services.diagnosis.app import build
 from services.diagnosis.config import DiagnosisSettings
@@ -86,3 +89,100 @@ async def test_scores_a_deteriorating_patient_and_flags_incomplete(
     assert sick.shock_index is not None and sick.shock_index.value == 1.46
     # P2 has no respiratory rate or blood pressure: qSOFA cannot be called negative.
     assert by_patient["P2"].qsofa is not None and by_patient["P2"].qsofa.positive is None
+
+
+# --- alert hygiene, escalation and restart, on the real broker --------------------------------
+
+
+def fast_rules(tmp_path: Path, respond_minutes: float, hold_minutes: float = 0.0) -> str:
+    """The shipped rules with response and hold times short enough for a test."""
+    text = resources.files("services.diagnosis").joinpath("rules.toml").read_text()
+    text = text.replace(
+        "respond_within_minutes = 60", f"respond_within_minutes = {respond_minutes}"
+    )
+    text = text.replace(
+        "respond_within_minutes = 30", f"respond_within_minutes = {respond_minutes}"
+    )
+    text = text.replace(
+        "improvement_hold_minutes = 15", f"improvement_hold_minutes = {hold_minutes}"
+    )
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def sick_in_ward(patient: str, version: int) -> PatientStateUpdated:
+    sick = state(
+        patient,
+        version,
+        respiratory_rate_per_min=25,
+        spo2_percent=91,
+        systolic_bp_mmhg=90,
+        heart_rate_bpm=131,
+        temperature_celsius=39.1,
+    )
+    return sick.model_copy(update={"ward": "WARD-A", "encounter_status": "in_progress"})
+
+
+def of_patient(events: list[Any], patient: str, kind: str) -> list[Any]:
+    return [e for e in events if e.patient_id == patient and e.kind == kind]
+
+
+async def test_same_band_is_issued_once_and_an_unacknowledged_alert_escalates(
+    settings_factory, producer, kafka, tmp_path
+) -> None:
+    settings = await settings_factory(
+        DiagnosisSettings, rules_file=fast_rules(tmp_path, respond_minutes=0.05)
+    )
+    snapshots = [sick_in_ward("P1", version) for version in (1, 2, 3)]
+    async with RunningStage(build(settings)):
+        await publish(producer, settings, PATIENTS_STATE, *snapshots)
+        events = await collect(
+            kafka.url,
+            settings,
+            PATIENTS_ASSESSMENTS,
+            lambda events: bool(of_patient(events, "P1", "AlertEscalated")),
+        )
+    (issued,) = of_patient(events, "P1", "AssessmentIssued")
+    assert issued.band is Band.HIGH and issued.emitted_because == "first"
+    (escalated,) = of_patient(events, "P1", "AlertEscalated")
+    assert escalated.assessment_id == issued.event_id and escalated.band is Band.HIGH
+    assert escalated.escalate_to == "critical care team (emergency call)"
+    (request,) = of_patient(events, "P1", "CriticalCareBedRequested")
+    assert request.level_of_care == "icu" and request.ward == "WARD-A"
+    alerts: list[AlertStateUpdated] = await collect(
+        kafka.url,
+        settings,
+        PATIENTS_ALERTS,
+        lambda states: any(s.alert and s.alert.escalated_at for s in states),
+    )
+    assert alerts[-1].bed_request is not None
+    assert alerts[-1].bed_request.request_id == request.event_id
+
+
+async def test_a_restarted_diagnosis_keeps_open_alerts_and_does_not_issue_again(
+    settings_factory, producer, kafka, tmp_path
+) -> None:
+    settings = await settings_factory(
+        DiagnosisSettings, rules_file=fast_rules(tmp_path, respond_minutes=0.15)
+    )
+    async with RunningStage(build(settings)):
+        await publish(producer, settings, PATIENTS_STATE, sick_in_ward("P1", 1))
+        await collect(
+            kafka.url,
+            settings,
+            PATIENTS_ALERTS,
+            lambda states: any(s.patient_id == "P1" and s.alert for s in states),
+        )
+    # Stopped before the alert's 9 s response time; a new process restores it from patients.alerts.
+    async with RunningStage(build(settings)):
+        await publish(producer, settings, PATIENTS_STATE, sick_in_ward("P1", 2))
+        events = await collect(
+            kafka.url,
+            settings,
+            PATIENTS_ASSESSMENTS,
+            lambda events: bool(of_patient(events, "P1", "AlertEscalated")),
+        )
+    assert len(of_patient(events, "P1", "AssessmentIssued")) == 1, "not issued again"
+    assert len(of_patient(events, "P1", "CriticalCareBedRequested")) == 1, "not requested again"
+    assert len(of_patient(events, "P1", "AlertEscalated")) == 1
