@@ -1,4 +1,5 @@
-"""Standard codes of the vital signs wardflow reads: one table for every stage that maps codes.
+"""Standard codes of the vital signs and laboratory results wardflow reads: one table for every
+stage that maps codes.
 
 A sender's own (local) codes are not here: cleaning maps them with the operator's code map.
 """
@@ -24,4 +25,9 @@ LOINC_VITAL_SIGNS: dict[str, VitalParameter] = {
     "8328-7": VitalParameter.TEMPERATURE,  # axillary
     "3151-8": VitalParameter.OXYGEN_FLOW,
     "3150-0": VitalParameter.FIO2,
+    # laboratory results (SIRS): sent with category "laboratory", read exactly like vital signs
+    "6690-2": VitalParameter.WHITE_CELL_COUNT,  # leukocytes [#/volume] in blood, automated count
+    "26464-8": VitalParameter.WHITE_CELL_COUNT,  # leukocytes [#/volume] in blood
+    "804-5": VitalParameter.WHITE_CELL_COUNT,  # leukocytes [#/volume] in blood, manual count
+    "2019-8": VitalParameter.PACO2,  # carbon dioxide [partial pressure] in arterial blood
 }

@@ -30,7 +30,8 @@ FLAT_LINE_PARAMETERS = frozenset(
 """Parameters a monitor measures continuously, so that an unchanged value means a frozen sensor.
 
 Not SpO2 (it sits at 100 % on oxygen, in whole percent), temperature (changes slowly, in tenths),
-nor oxygen flow and FiO2 (settings, constant by design)."""
+nor oxygen flow and FiO2 (settings, constant by design). No artifact rule applies to laboratory
+results (white cell count, PaCO2): they are measured on a sample, not by a sensor on the patient."""
 
 
 def instant_artifact(parameter: VitalParameter, value: float) -> ArtifactReason | None:

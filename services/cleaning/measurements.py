@@ -42,6 +42,8 @@ FIELDS: dict[VitalParameter, str] = {
     VitalParameter.TEMPERATURE: "temperature_celsius",
     VitalParameter.OXYGEN_FLOW: "oxygen_flow_l_per_min",
     VitalParameter.FIO2: "fio2_percent",
+    VitalParameter.WHITE_CELL_COUNT: "white_cell_count_10e9_per_l",
+    VitalParameter.PACO2: "paco2_mmhg",
 }
 """The `VitalSigns` field of each measured parameter (its canonical unit is in the name)."""
 
@@ -54,6 +56,8 @@ LIMITS: dict[VitalParameter, tuple[float, float]] = {
     VitalParameter.TEMPERATURE: (25.0, 45.0),
     VitalParameter.OXYGEN_FLOW: (0.0, 80.0),
     VitalParameter.FIO2: (21.0, 100.0),
+    VitalParameter.WHITE_CELL_COUNT: (0.0, 500.0),  # 10^9/L; leukaemias reach a few hundred
+    VitalParameter.PACO2: (5.0, 200.0),  # mmHg
 }
 """Inclusive physiological limits in the canonical unit; beyond them a value is impossible."""
 

@@ -6,14 +6,25 @@ conversions of 0 and 1): every unit here is linear or, for temperatures, affine.
 hot path is then one dictionary lookup and one multiply-add, not a pint quantity. A pair that
 pint finds dimensionally incompatible (a `%` heart rate) is not in the table: for that parameter
 it is an unknown unit.
+
+Cell counts use UCUM's powers of ten as units (`10*9/L`, `10*3/uL`): pint has no such unit, so
+the registry gets two dimensionless ones, `ucum_10_3` = 1e3 and `ucum_10_9` = 1e9 (see
+`unit_registry`). 10*3/uL is then 10*9/L by pint's own arithmetic, as is /nL.
 """
 
 from __future__ import annotations
 
 import re
 from functools import cache
+from typing import TYPE_CHECKING
 
 from schemas.vocabulary import VitalParameter
+
+if TYPE_CHECKING:
+    import pint
+
+POWERS_OF_TEN: tuple[str, ...] = ("ucum_10_3 = 1e3", "ucum_10_9 = 1e9")
+"""pint definitions of UCUM's `10*3` and `10*9`, the units of cell counts."""
 
 UCUM_TO_PINT: dict[str, str] = {
     "Cel": "degC",
@@ -29,6 +40,11 @@ UCUM_TO_PINT: dict[str, str] = {
     "l/min": "liter/minute",  # UCUM accepts both l and L for the litre
     "mL/min": "milliliter/minute",
     "ml/min": "milliliter/minute",
+    "10*9/L": "ucum_10_9/liter",  # cell counts: 10^9 per litre, and its equivalents
+    "10*9/l": "ucum_10_9/liter",
+    "10*3/uL": "ucum_10_3/microliter",
+    "10*3/mm3": "ucum_10_3/millimeter**3",
+    "/nL": "1/nanoliter",
 }
 """The UCUM codes wardflow accepts (after annotations such as `{beats}` are removed)."""
 
@@ -40,6 +56,13 @@ ALIASES: dict[str, str] = {
     "266016": "mm[Hg]",
     "262688": "%",
     "268192": "Cel",
+    "10^9/L": "10*9/L",  # how laboratory systems print cell counts
+    "10E9/L": "10*9/L",
+    "x10^9/L": "10*9/L",
+    "G/L": "10*9/L",  # giga per litre
+    "10^3/uL": "10*3/uL",
+    "10E3/uL": "10*3/uL",
+    "K/uL": "10*3/uL",  # thousands per microlitre
 }
 """Unit codes that are not UCUM but name a UCUM unit unambiguously."""
 
@@ -53,6 +76,8 @@ CANONICAL_UNIT: dict[VitalParameter, str] = {
     VitalParameter.TEMPERATURE: "Cel",
     VitalParameter.OXYGEN_FLOW: "L/min",
     VitalParameter.FIO2: "%",
+    VitalParameter.WHITE_CELL_COUNT: "10*9/L",
+    VitalParameter.PACO2: "mm[Hg]",
 }
 """Each measured parameter's canonical UCUM unit (the unit in its `VitalSigns` field name)."""
 
@@ -75,12 +100,22 @@ def ucum_code(unit: str) -> str:
     return ALIASES.get(code, code) or "1"  # `{beats}` alone is the unit 1, as in UCUM
 
 
-@cache
-def affine_conversions() -> dict[tuple[str, VitalParameter], tuple[float, float]]:
-    """(UCUM code, parameter) -> (scale, offset) to the canonical unit, derived once from pint."""
+def unit_registry() -> pint.UnitRegistry:
+    """A pint registry that also knows UCUM's powers of ten (`POWERS_OF_TEN`)."""
     import pint  # the registry takes ~0.25 s to load: only a process that cleans pays for it
 
     registry: pint.UnitRegistry = pint.UnitRegistry(cache_folder=None)
+    for definition in POWERS_OF_TEN:
+        registry.define(definition)
+    return registry
+
+
+@cache
+def affine_conversions() -> dict[tuple[str, VitalParameter], tuple[float, float]]:
+    """(UCUM code, parameter) -> (scale, offset) to the canonical unit, derived once from pint."""
+    import pint
+
+    registry = unit_registry()
     table: dict[tuple[str, VitalParameter], tuple[float, float]] = {}
     for parameter, canonical in CANONICAL_UNIT.items():
         target = UCUM_TO_PINT[canonical]

@@ -5,6 +5,11 @@ maximum age per reading (keyed by `PatientReadings` field name). A reading that 
 than its maximum age, or marked stale by fusion cannot decide a criterion: the criterion is
 reported with `met=None`, and a score below its threshold with any such criterion is incomplete
 (`positive=None`), never negative. Known criteria that already reach the threshold are positive.
+
+SIRS reads the laboratory results (white cell count, PaCO2) from the readings, as fusion carries
+them, with their own maximum ages (`LAB_MAX_AGE_SECONDS`, 24 h and 6 h, unless the caller's
+mapping names the field). A caller such as `wardflow score` may pass a lab value explicitly
+instead; it is taken as current and wins over the reading.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ from schemas.patients import PatientReadings
 from schemas.vocabulary import Consciousness
 
 DEFAULT_MAX_AGE_SECONDS = 3600.0
+LAB_MAX_AGE_SECONDS: dict[str, float] = {
+    "white_cell_count_10e9_per_l": 86_400.0,
+    "paco2_mmhg": 21_600.0,
+}
+"""Laboratory results are taken rarely: how old one may be to still decide its criterion, when
+the caller's mapping does not say (as fusion's defaults)."""
 SHOCK_INDEX_THRESHOLD = 1.0
 
 ScoreName = Literal["qSOFA", "SIRS", "shock_index"]
@@ -58,7 +69,8 @@ def _current(
     if reading.stale:  # fusion already judged it too old for this parameter
         return False, value
     age_seconds = (now - reading.observed_at).total_seconds()
-    return age_seconds <= max_age_seconds.get(field, DEFAULT_MAX_AGE_SECONDS), value
+    max_age = max_age_seconds.get(field, LAB_MAX_AGE_SECONDS.get(field, DEFAULT_MAX_AGE_SECONDS))
+    return age_seconds <= max_age, value
 
 
 def _numeric(
@@ -146,10 +158,22 @@ def sirs(
     """SIRS: temperature > 38 or < 36 C; HR > 90; RR > 20 or PaCO2 < 32 mmHg; WBC > 12 or < 4
     x10^9/L or bands > 10 %; positive at >= 2.
 
+    WBC and PaCO2 are `wbc_10e9_per_l` and `paco2_mmhg` when given (taken as current), else the
+    readings `white_cell_count_10e9_per_l` and `paco2_mmhg` (unusable when missing, stale or too
+    old). Bands are only ever given by the caller.
+
     A criterion with alternatives is met by any one of them, but is only known not met when every
     alternative is known: an absent lab value leaves its criterion unknown unless another
     alternative is met.
     """
+
+    def lab(
+        field: str, given: float | None, unit: str, test: Callable[[float], bool]
+    ) -> CriterionResult:
+        if given is not None:
+            return _lab(field, given, unit, test)
+        return _numeric(readings, field, now, max_age_seconds, unit, test)
+
     criteria = (
         _numeric(
             readings, "temperature_celsius", now, max_age_seconds, "Cel", lambda t: t > 38 or t < 36
@@ -160,11 +184,16 @@ def sirs(
             _numeric(
                 readings, "respiratory_rate_per_min", now, max_age_seconds, "/min", lambda r: r > 20
             ),
-            _lab("paco2_mmhg", paco2_mmhg, "mmHg", lambda p: p < 32),
+            lab("paco2_mmhg", paco2_mmhg, "mmHg", lambda p: p < 32),
         ),
         _any_of(
             "white_cells",
-            _lab("wbc_10e9_per_l", wbc_10e9_per_l, "10*9/L", lambda w: w > 12 or w < 4),
+            lab(
+                "white_cell_count_10e9_per_l",
+                wbc_10e9_per_l,
+                "10*9/L",
+                lambda w: w > 12 or w < 4,
+            ),
             _lab("band_percent", band_percent, "%", lambda b: b > 10),
         ),
     )
@@ -213,8 +242,11 @@ def with_sepsis_scores(
     now: datetime,
     max_age: dict[str, float],
 ) -> AssessmentIssued:
-    """The NEWS2 assessment with qSOFA, SIRS (vital-sign criteria; labs unknown here) and the
-    shock index added."""
+    """The NEWS2 assessment with qSOFA, SIRS and the shock index added.
+
+    SIRS takes its laboratory criteria from the readings (white cell count, PaCO2; band forms are
+    not carried, see `sirs`). `max_age` may name the lab fields; otherwise `LAB_MAX_AGE_SECONDS`
+    applies to them, so a NEWS2 maximum age never makes a morning blood count too old."""
     return assessment.model_copy(
         update={
             "qsofa": summary(qsofa(readings, now, max_age_seconds=max_age)),

@@ -17,7 +17,8 @@ class FusionSettings(ServiceSettings):
         default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS),
         description="How old a reading may be before a snapshot marks it stale, per parameter "
         "(the PatientReadings field names), as a JSON mapping; parameters not named keep their "
-        "default: 900 s for heart rate, SpO2 and respiratory rate, 43200 s for the others.",
+        "default: 900 s for heart rate, SpO2 and respiratory rate, 86400 s for the white cell "
+        "count, 21600 s for PaCO2, 43200 s for the others.",
     )
     min_snapshot_interval_seconds: float = Field(
         default=60.0,

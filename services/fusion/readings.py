@@ -18,6 +18,9 @@ Pure; `now` and the maximum ages are passed in. The rules:
   Which points are kept depends only on the set of observations, not on their arrival order.
 - **Staleness.** A reading is stale when, at the snapshot's time, it is older than its
   parameter's maximum age. It is still shown, marked `stale`, never silently used as current.
+- **Laboratory results** (white cell count, arterial PaCO2) are numeric readings like any other:
+  the latest by event time, with a trend. They are taken rarely, so they stay fresh longer: 24 h
+  for the white cell count, 6 h for PaCO2 (a blood gas is repeated more often when it matters).
 """
 
 from __future__ import annotations
@@ -44,19 +47,26 @@ NUMERIC_FIELDS = (
     "temperature_celsius",
     "oxygen_flow_l_per_min",
     "fio2_percent",
+    "white_cell_count_10e9_per_l",
+    "paco2_mmhg",
 )
 PARAMETERS = (*NUMERIC_FIELDS, "supplemental_oxygen", "consciousness")
 """Every parameter fusion keeps, named as the `PatientReadings` fields."""
 
 CONTINUOUS_MAX_AGE_SECONDS = 900.0
 SPOT_CHECK_MAX_AGE_SECONDS = 43_200.0
+LABORATORY_MAX_AGE_SECONDS: dict[str, float] = {
+    "white_cell_count_10e9_per_l": 86_400.0,
+    "paco2_mmhg": 21_600.0,
+}
 DEFAULT_MAX_AGE_SECONDS: dict[str, float] = {
     parameter: CONTINUOUS_MAX_AGE_SECONDS
     if parameter in ("heart_rate_bpm", "respiratory_rate_per_min", "spo2_percent")
-    else SPOT_CHECK_MAX_AGE_SECONDS
+    else LABORATORY_MAX_AGE_SECONDS.get(parameter, SPOT_CHECK_MAX_AGE_SECONDS)
     for parameter in PARAMETERS
 }
-"""Continuously monitored parameters go stale after 15 minutes, spot checks after 12 hours."""
+"""Continuously monitored parameters go stale after 15 minutes, spot checks after 12 hours, the
+white cell count after 24 hours and PaCO2 after 6 hours."""
 
 TREND_WINDOW_SECONDS = 3600
 TREND_BUCKET_SECONDS = 300
@@ -70,6 +80,8 @@ _FIELDS_OF: dict[VitalParameter, tuple[str, ...]] = {
     VitalParameter.TEMPERATURE: ("temperature_celsius",),
     VitalParameter.OXYGEN_FLOW: ("oxygen_flow_l_per_min",),
     VitalParameter.FIO2: ("fio2_percent",),
+    VitalParameter.WHITE_CELL_COUNT: ("white_cell_count_10e9_per_l",),
+    VitalParameter.PACO2: ("paco2_mmhg",),
     VitalParameter.BLOOD_PRESSURE: ("systolic_bp_mmhg", "diastolic_bp_mmhg"),
 }
 

@@ -16,8 +16,10 @@ deterioration is never delayed.
 
 The bands are the NEWS2 rows of RCP 2017 (fusion must not import diagnosis, so the band edges are
 repeated here, a small table), plus the qSOFA (RR >= 22, systolic <= 100) and SIRS (temperature
-> 38 or < 36, pulse > 90, RR > 20) cut-offs. Values are matched as diagnosis matches them: a value
-is in the first band whose upper edge is at least the value.
+> 38 or < 36, pulse > 90, RR > 20, white cell count > 12 or < 4 x10^9/L, PaCO2 < 32 mmHg)
+cut-offs. The laboratory results have only their SIRS bands: severity 1 outside them, else 0.
+Values are matched as diagnosis matches them: a value is in the first band whose upper edge is at
+least the value.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ BANDS: dict[str, tuple[tuple[float, ...], int]] = {
     "heart_rate_bpm": ((40, 50, 90, 110, 130), 2),
     "systolic_bp_mmhg": ((90, 100, 110, 219), 3),
     "temperature_celsius": ((35.0, _below(36.0), 36.0, 38.0, 39.0), 3),
+    "white_cell_count_10e9_per_l": ((_below(4.0), 12.0), 1),  # SIRS: < 4 or > 12 x10^9/L
+    "paco2_mmhg": ((_below(32.0),), 1),  # SIRS: < 32 mmHg
 }
 """Parameter -> (upper edges of its bands, index of the normal band)."""
 SPO2_SCALE_1: tuple[tuple[float, ...], int] = ((91.0, 93.0, 95.0), 3)

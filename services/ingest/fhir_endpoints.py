@@ -152,7 +152,11 @@ def install(api: FastAPI, gateway: Gateway) -> None:
         return fhir_response(informational_outcome(note), 201 if ids else 200)
 
     for resource_type, summary in (
-        ("Observation", "A vital-signs Observation (heart rate, SpO2, BP panel, ...)."),
+        (
+            "Observation",
+            "A vital-signs Observation (heart rate, SpO2, BP panel, ...) or a laboratory result "
+            "(white cell count, PaCO2).",
+        ),
         ("Encounter", "An Encounter: admission, transfer, discharge or cancellation."),
     ):
 

@@ -1,5 +1,8 @@
-"""FHIR R4 Observation (vital-signs profile) -> one VitalSignsObserved inbound item.
+"""FHIR R4 Observation (vital-signs profile, or a laboratory result) -> one VitalSignsObserved
+inbound item.
 
+The LOINC code decides what an Observation is, never its `category`: a white cell count or an
+arterial PaCO2 comes with category "laboratory" and is read exactly like a vital sign.
 A `dataAbsentReason` means the value is missing: it is left out, never recorded as zero.
 """
 
@@ -100,7 +103,8 @@ def map_observation(resource: dict[str, Any]) -> Mapped:
 
 
 def vital_sign_code(code: CodeableConcept) -> str:
-    """The first coding wardflow reads: a LOINC vital sign, the BP panel, or an ACVPU code."""
+    """The first coding wardflow reads: a LOINC vital sign or laboratory result, the BP panel,
+    or an ACVPU code."""
     for coding in code.coding or []:
         if coding.system in READ_CODES and coding.code in READ_CODES[coding.system]:
             return coding.code

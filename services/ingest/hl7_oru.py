@@ -6,6 +6,8 @@ Data minimisation: only MSH-7, OBR-7 and OBX are read, and no error quotes a val
 
 Mapping decisions worth knowing:
 - Only results with OBX-11 F, C or A count; a known vital sign without OBX-11 is an error.
+- The laboratory results of the shared code table (white cell count, arterial PaCO2) are known
+  codes, read exactly like vital signs (OBX-6 required), so a lab ORU^R01 carries them too.
 - An OBX whose code ingest does not know (a local code, a LOINC code it does not map) is passed on
   as a coded measurement (`code`, `code_system` from OBX-3.3, no `parameter`): cleaning maps it
   with its LOINC table and the operator's local code map. It is passed on only when counted and

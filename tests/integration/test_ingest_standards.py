@@ -13,8 +13,11 @@ import httpx
 import pytest
 
 from schemas.admissions import PatientAdmitted, PatientTransferred
-from schemas.observations import VitalSignsObserved
-from schemas.topics import EVENTS_RAW
+from schemas.observations import VitalSignsObserved, VitalSignsRecorded
+from schemas.topics import EVENTS_CLEAN, EVENTS_RAW
+from schemas.vocabulary import VitalParameter
+from services.cleaning.app import build as build_cleaning
+from services.cleaning.config import CleaningSettings
 from services.common.embedded import free_port
 from services.ingest.config import IngestSettings
 from services.ingest.guards import pseudonymise
@@ -32,7 +35,7 @@ from tests.integration.ingest_fixtures import (
     running_ingest,
     segments,
 )
-from tests.support import collect
+from tests.support import RunningStage, collect
 
 
 def pseudonym(mrn: str) -> str:
@@ -245,6 +248,50 @@ async def test_fhir_observations_and_bundles(settings, kafka) -> None:
     assert by_patient.count(pseudonym("MRN-F2")) == 1, "only the batch wrote MRN-F2"
     assert all(isinstance(e, VitalSignsObserved) for e in events)
     assert "Jane Doe" not in " ".join(e.model_dump_json() for e in events)
+
+
+LABORATORY = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "laboratory",
+            }
+        ]
+    }
+]
+
+
+async def test_a_fhir_laboratory_result_reaches_events_clean_in_canonical_units(
+    settings, settings_factory, kafka
+) -> None:
+    cleaning = await settings_factory(CleaningSettings)
+    white_cells = fhir_observation("MRN-LAB", "6690-2", 14.2, "10*3/uL", category=LABORATORY)
+    blood_gas = fhir_observation("MRN-LAB", "2019-8", 4.0, "kPa", category=LABORATORY)
+    async with RunningStage(build_cleaning(cleaning)):
+        async with running_ingest(settings) as base, httpx.AsyncClient() as client:
+            first = await client.post(f"{base}/fhir/Observation", json=white_cells, headers=AUTH)
+            second = await client.post(f"{base}/fhir/Observation", json=blood_gas, headers=AUTH)
+        assert (first.status_code, second.status_code) == (201, 201)
+        patient = pseudonym("MRN-LAB")
+        clean = await collect(
+            kafka.url,
+            cleaning,
+            EVENTS_CLEAN,
+            lambda events: sum(e.patient_id == patient for e in events) >= 2,
+        )
+    recorded = [e for e in clean if isinstance(e, VitalSignsRecorded) and e.patient_id == patient]
+    assert [e.vitals.model_dump(exclude_none=True) for e in recorded] == [
+        {"white_cell_count_10e9_per_l": 14.2},  # 10^3/uL is 10^9/L
+        {"paco2_mmhg": 30.0},  # 4.0 kPa
+    ]
+    origins = [(o.parameter, o.loinc, o.original_value, o.original_unit) for e in recorded
+               for o in e.origins]  # fmt: skip
+    assert origins == [
+        (VitalParameter.WHITE_CELL_COUNT, "6690-2", 14.2, "10*3/uL"),
+        (VitalParameter.PACO2, "2019-8", 4.0, "kPa"),
+    ]
+    assert all(e.artifacts == [] for e in recorded)
 
 
 async def test_idempotency_key_replays_the_answer_and_writes_once(settings, kafka) -> None:

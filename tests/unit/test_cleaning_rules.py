@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import pint
 import pytest
 
 from schemas.admissions import PatientAdmitted
@@ -19,7 +18,12 @@ from services.cleaning.codes import LocalCodesError, parse_local_codes
 from services.cleaning.config import CleaningSettings
 from services.cleaning.dedupe import DedupeWindow, ReadingWindow
 from services.cleaning.domain import Cleaned, CleaningRejection, CleaningRules, EventCleaner
-from services.cleaning.units import CANONICAL_UNIT, UCUM_TO_PINT, affine_conversions
+from services.cleaning.units import (
+    CANONICAL_UNIT,
+    UCUM_TO_PINT,
+    affine_conversions,
+    unit_registry,
+)
 
 HR, RR, SPO2 = VitalParameter.HEART_RATE, VitalParameter.RESPIRATORY_RATE, VitalParameter.SPO2
 SYS, DIA, BP = (
@@ -28,6 +32,7 @@ SYS, DIA, BP = (
     VitalParameter.BLOOD_PRESSURE,
 )
 TEMP, FLOW, FIO2 = VitalParameter.TEMPERATURE, VitalParameter.OXYGEN_FLOW, VitalParameter.FIO2
+WBC, PACO2 = VitalParameter.WHITE_CELL_COUNT, VitalParameter.PACO2
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CODES = load_code_map(CleaningSettings())  # the shipped default map
@@ -98,6 +103,24 @@ def vitals(cleaned: Cleaned) -> dict[str, Any]:
         (m(FLOW, 500, "ml/min"), "oxygen_flow_l_per_min", 0.5),
         (m(FIO2, 0.4, "1"), "fio2_percent", 40.0),
         (m(FIO2, 28, "%"), "fio2_percent", 28.0),
+        (m(WBC, 7.3, "10*9/L"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "10*9/l"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "10*3/uL"), "white_cell_count_10e9_per_l", 7.3),  # 10^3/uL == 10^9/L
+        (m(WBC, 7.3, "10*3{cells}/uL"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "10*3/mm3"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "/nL"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "10^9/L"), "white_cell_count_10e9_per_l", 7.3),  # as labs print it
+        (m(WBC, 7.3, "10E9/L"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "x10^9/L"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "G/L"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "10^3/uL"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "10E3/uL"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 7.3, "K/uL"), "white_cell_count_10e9_per_l", 7.3),
+        (m(WBC, 12.345, "10*9/L"), "white_cell_count_10e9_per_l", 12.35),  # 2 decimals
+        (m(PACO2, 40, "mm[Hg]"), "paco2_mmhg", 40.0),
+        (m(PACO2, 40, "mmHg"), "paco2_mmhg", 40.0),
+        (m(PACO2, 5.3, "kPa"), "paco2_mmhg", 39.75),  # 1 kPa = 7.50062 mmHg
+        (m(PACO2, 4.0, "kPa"), "paco2_mmhg", 30.0),
     ],
     ids=lambda x: f"{x.parameter.value} {x.unit}" if isinstance(x, Measurement) else str(x),
 )
@@ -111,9 +134,9 @@ def test_converts_to_the_canonical_unit(
 
 
 def test_the_affine_table_agrees_with_pint_for_every_accepted_unit() -> None:
-    registry = pint.UnitRegistry(cache_folder=None)
+    registry = unit_registry()
     table = affine_conversions()
-    assert len(table) == 19
+    assert len(table) == 26
     for (unit, parameter), (scale, offset) in table.items():
         target = UCUM_TO_PINT[CANONICAL_UNIT[parameter]]
         for value in (-40.0, 0.0, 0.97, 36.6, 98.6, 250.0):
@@ -131,6 +154,8 @@ def test_the_affine_table_agrees_with_pint_for_every_accepted_unit() -> None:
         (TEMP, ["Cel", "K", "[degF]"]),
         (FLOW, ["L/min", "l/min", "mL/min", "ml/min"]),
         (FIO2, ["%", "1"]),
+        (WBC, ["/nL", "10*3/mm3", "10*3/uL", "10*9/L", "10*9/l"]),
+        (PACO2, ["kPa", "mm[Hg]"]),
     ],
 )
 def test_accepts_exactly_the_dimensionally_right_ucum_units(
@@ -148,6 +173,11 @@ def test_accepts_exactly_the_dimensionally_right_ucum_units(
         m(SYS, 120.123, "kPa "),
         m(HR, 72.123, "%"),  # a known UCUM code of the wrong dimension
         m(TEMP, 37.123, "/min"),
+        m(WBC, 7.123, "/uL"),  # cells per microlitre: too easily a count sent in 10^3/uL
+        m(WBC, 7.123, "%"),
+        m(WBC, 7.123, "mmol/L"),
+        m(PACO2, 40.123, "%"),
+        m(PACO2, 40.123, "10*9/L"),
     ],
     ids=lambda x: f"{x.parameter.value} {x.unit!r}",
 )
@@ -179,6 +209,10 @@ def test_unknown_unit_is_refused_naming_parameter_and_unit_not_value(
         (m(None, 72, "/min", code="HR"), None),  # no system, no "*" entry
         (m(None, 5.5, "mmol/L", code="2345-7", code_system="LN"), None),
         (m(None, 72, "/min", code="hr", code_system="99LOCAL"), None),  # codes are exact
+        (m(None, 7.3, "10*9/L", loinc="6690-2"), WBC),  # laboratory results: white cell count
+        (m(None, 7.3, "10*9/L", code="26464-8", code_system="LN"), WBC),
+        (m(None, 7.3, "10*9/L", code="804-5", code_system="http://loinc.org"), WBC),
+        (m(None, 40, "mm[Hg]", loinc="2019-8"), PACO2),  # arterial PaCO2
     ],
     ids=lambda x: f"{x.code_system}|{x.code}|{x.loinc}" if isinstance(x, Measurement) else str(x),
 )
@@ -323,6 +357,8 @@ def test_a_malformed_composite_is_refused_naming_the_parameter_not_the_value(tex
         (m(HR, "72", "/min"), "unparseable_value"),  # text where a number is needed
         (m(BP, "140/90"), "missing_unit"),
         (m(HR, 72), "missing_unit"),
+        (m(WBC, 7.3), "missing_unit"),  # only a temperature may come without a unit
+        (m(PACO2, 40), "missing_unit"),
         (m(BP, "90/140", "mm[Hg]"), "impossible_value"),
     ],
     ids=str,
@@ -379,6 +415,8 @@ LIMIT_CASES = [
     (TEMP, "Cel", "temperature_celsius", 25.0, 45.0),
     (FLOW, "L/min", "oxygen_flow_l_per_min", 0.0, 80.0),
     (FIO2, "%", "fio2_percent", 21.0, 100.0),
+    (WBC, "10*9/L", "white_cell_count_10e9_per_l", 0.0, 500.0),
+    (PACO2, "mm[Hg]", "paco2_mmhg", 5.0, 200.0),
 ]
 AT_LIMITS = [
     pytest.param(m(p, value, unit), id=f"{p.value}={value:g}")
@@ -389,6 +427,9 @@ AT_LIMITS = [
     pytest.param(m(SPO2, 1, "1"), id="spo2=1"),
     pytest.param(m(TEMP, 113, "[degF]"), id="temperature=113[degF]"),
     pytest.param(m(TEMP, 298.15, "K"), id="temperature=298.15K"),
+    pytest.param(m(WBC, 500, "10*3/uL"), id="white_cell_count=500/10*3/uL"),
+    pytest.param(m(PACO2, 0.67, "kPa"), id="paco2=0.67kPa"),  # 5.03 mmHg
+    pytest.param(m(PACO2, 26.66, "kPa"), id="paco2=26.66kPa"),  # 199.97 mmHg
 ]
 BEYOND_LIMITS = [
     pytest.param(m(p, value, unit), field, f"{lowest:g}-{highest:g}", id=f"{p.value}={value:g}")
@@ -399,6 +440,11 @@ BEYOND_LIMITS = [
     pytest.param(m(SPO2, 1.01, "1"), "spo2_percent", "0-100", id="spo2=1.01"),
     pytest.param(m(TEMP, 114, "[degF]"), "temperature_celsius", "25-45", id="temperature=114F"),
     pytest.param(m(TEMP, 0, "K"), "temperature_celsius", "25-45", id="temperature=0K"),
+    pytest.param(
+        m(WBC, 500.01, "K/uL"), "white_cell_count_10e9_per_l", "0-500", id="white_cell_count=K/uL"
+    ),
+    pytest.param(m(PACO2, 0.66, "kPa"), "paco2_mmhg", "5-200", id="paco2=0.66kPa"),  # 4.95
+    pytest.param(m(PACO2, 26.7, "kPa"), "paco2_mmhg", "5-200", id="paco2=26.7kPa"),  # 200.27
 ]
 
 
@@ -522,7 +568,13 @@ def test_a_zero_from_a_detached_or_zeroed_sensor_is_an_artifact(
 
 @pytest.mark.parametrize(
     "measurement",
-    [m(RR, 0, "/min"), m(FLOW, 0, "L/min"), m(HR, 0.01, "/min"), m(SPO2, 1, "%")],
+    [
+        m(RR, 0, "/min"),
+        m(FLOW, 0, "L/min"),
+        m(HR, 0.01, "/min"),
+        m(SPO2, 1, "%"),
+        m(WBC, 0, "10*9/L"),  # a laboratory result is no sensor: 0 is not a detached probe
+    ],
     ids=lambda x: f"{x.parameter.value}={x.value:g}",
 )
 def test_other_low_values_are_valid(measurement: Measurement) -> None:
@@ -591,6 +643,17 @@ def test_only_continuously_measured_parameters_can_flat_line() -> None:
         event = observed(m(SPO2, 98, "%"), m(TEMP, 37, "Cel"), m(RR, 16, "/min"), at=at)
         recorded: Any = subject.clean(event, at).event
     assert [(a.parameter, a.reason) for a in recorded.artifacts] == [(RR, "flat_line")]
+
+
+def test_laboratory_results_never_flat_line() -> None:
+    subject = cleaner(flat_line_seconds=60)
+    for seconds in (0, 30, 61, 120):
+        at = NOW + timedelta(seconds=seconds)
+        event = observed(m(WBC, 7.3, "10*9/L"), m(PACO2, 40, "mm[Hg]"), at=at)
+        cleaned = subject.clean(event, at)
+    recorded: Any = cleaned.event
+    assert recorded.artifacts == []
+    assert vitals(cleaned) == {"white_cell_count_10e9_per_l": 7.3, "paco2_mmhg": 40.0}
 
 
 def test_flat_line_memory_is_bounded() -> None:

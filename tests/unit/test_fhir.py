@@ -38,6 +38,15 @@ VITAL_SIGNS = {
         }
     ]
 }
+LABORATORY = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "laboratory",
+            "display": "Laboratory",
+        }
+    ]
+}
 ASKED_UNKNOWN = {
     "coding": [
         {
@@ -67,6 +76,32 @@ def observation(code: str, display: str, **value: Any) -> dict[str, Any]:
         "performer": [{"reference": "Practitioner/nurse-17"}],
         "device": {"reference": "Device/MON-7B-04", "display": "Bedside monitor 7B-04"},
         **value,
+    }
+
+
+def lab_result(code: str, display: str, **value: Any) -> dict[str, Any]:
+    """A laboratory Observation as an EHR posts it: category "laboratory", no vital-signs profile
+    and no device, a specimen, a reference range and an interpretation."""
+    resource = observation(code, display, **value)
+    del resource["device"], resource["meta"]["profile"]
+    return {
+        **resource,
+        "id": "lab-0815",
+        "category": [LABORATORY],
+        "issued": "2025-03-01T12:40:00+01:00",
+        "performer": [{"reference": "Organization/haematology-lab"}],
+        "specimen": {"reference": "Specimen/blood-77"},
+        "interpretation": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                        "code": "H",
+                    }
+                ]
+            }
+        ],
+        "referenceRange": [{"low": {"value": 4, "unit": "10*9/L"}, "text": "4-11"}],
     }
 
 
@@ -181,6 +216,95 @@ def test_vital_sign_becomes_one_measurement(
     if supplemental_oxygen is not None:
         expected["supplemental_oxygen"] = supplemental_oxygen
     assert one_item(resource) == expected
+
+
+@pytest.mark.parametrize(
+    ("resource", "measurement"),
+    [
+        (
+            lab_result("6690-2", "Leukocytes [#/volume] in Blood by Automated count",
+                       **quantity(14.2, "10^9/L", "10*9/L")),
+            measured("white_cell_count", 14.2, "10*9/L", "6690-2"),
+        ),
+        (
+            lab_result("26464-8", "Leukocytes [#/volume] in Blood",
+                       **quantity(3.1, "x10^3/uL", "10*3/uL")),
+            measured("white_cell_count", 3.1, "10*3/uL", "26464-8"),
+        ),
+        (
+            lab_result("804-5", "Leukocytes [#/volume] in Blood by Manual count",
+                       **quantity(8, "/nL", "/nL")),
+            measured("white_cell_count", 8.0, "/nL", "804-5"),
+        ),
+        (
+            lab_result("6690-2", "WBC", valueQuantity={"value": 9.9, "unit": "K/uL"}),
+            measured("white_cell_count", 9.9, "K/uL", "6690-2"),  # no UCUM code: the unit
+        ),
+        (
+            lab_result("2019-8", "Carbon dioxide [Partial pressure] in Arterial blood",
+                       **quantity(30, "mmHg", "mm[Hg]")),
+            measured("paco2", 30.0, "mm[Hg]", "2019-8"),
+        ),
+        (
+            lab_result("2019-8", "pCO2 arterial", **quantity(5.3, "kPa", "kPa")),
+            measured("paco2", 5.3, "kPa", "2019-8"),
+        ),
+    ],
+    ids=["wbc-6690-2", "wbc-26464-8", "wbc-804-5", "wbc-unit-only", "paco2-mmHg", "paco2-kPa"],
+)  # fmt: skip
+def test_laboratory_observation_becomes_one_measurement(
+    resource: dict[str, Any], measurement: dict[str, Any]
+) -> None:
+    assert one_item(resource) == {
+        "kind": "VitalSignsObserved",
+        "occurred_at": AT,
+        "patient_id": "MRN-0042",
+        "measurements": [measurement],
+    }
+
+
+@pytest.mark.parametrize(
+    "category",
+    [[LABORATORY], [VITAL_SIGNS], [LABORATORY, VITAL_SIGNS], None],
+    ids=["laboratory", "vital-signs", "both", "none"],
+)
+def test_the_code_decides_never_the_category(category: list[dict[str, Any]] | None) -> None:
+    resource = lab_result("6690-2", "WBC", **quantity(14.2, "10^9/L", "10*9/L"))
+    if category is None:
+        del resource["category"]
+    else:
+        resource["category"] = category
+    assert one_item(resource)["measurements"] == [
+        measured("white_cell_count", 14.2, "10*9/L", "6690-2")
+    ]
+    heart_rate = observation("8867-4", "Heart rate", **quantity(72, "/min", "/min"))
+    heart_rate["category"] = [LABORATORY]
+    assert one_item(heart_rate)["measurements"] == [measured("heart_rate", 72.0, "/min", "8867-4")]
+
+
+@pytest.mark.parametrize(
+    ("change", "note"),
+    [
+        ({"status": "preliminary"}, "status preliminary"),
+        ({"status": "registered"}, "status registered"),
+        ({"valueQuantity": None, "dataAbsentReason": ASKED_UNKNOWN}, "dataAbsentReason"),
+    ],
+    ids=["preliminary", "registered", "data-absent"],
+)
+def test_a_laboratory_result_not_final_or_absent_records_nothing(
+    change: dict[str, Any], note: str
+) -> None:
+    resource = {**lab_result("2019-8", "pCO2", **quantity(30, "mmHg", "mm[Hg]")), **change}
+    mapped = map_resource({k: v for k, v in resource.items() if v is not None})
+    assert mapped.items == []
+    assert mapped.note is not None and note in mapped.note
+
+
+def test_a_laboratory_result_with_a_comparator_is_refused() -> None:
+    resource = lab_result("6690-2", "WBC", **quantity(0.5, "10^9/L", "10*9/L"))
+    resource["valueQuantity"]["comparator"] = "<"
+    error = refusal(resource)
+    assert (error.location, error.code) == ("Observation.valueQuantity.comparator", "not-supported")
 
 
 def test_mapped_names_the_resource_and_its_version() -> None:

@@ -147,6 +147,47 @@ def test_flow_and_fio2_are_kept_as_readings() -> None:
     assert readings.fio2_percent.value == 28.0
 
 
+WBC, PACO2 = "white_cell_count_10e9_per_l", "paco2_mmhg"
+
+
+def test_laboratory_results_are_kept_as_readings_latest_by_event_time() -> None:
+    record = fold(
+        [
+            vitals(0, heart_rate_bpm=80),
+            vitals(30, **{WBC: 14.2, PACO2: 30.0}),
+            vitals(20, **{WBC: 9.0}),  # reported later, taken earlier: never replaces
+            vitals(45, heart_rate_bpm=82),  # a vital sign leaves the labs as they are
+        ]
+    )
+    readings = shown(record, 45)
+    assert (readings.white_cell_count_10e9_per_l.value, readings.paco2_mmhg.value) == (14.2, 30.0)
+    assert readings.white_cell_count_10e9_per_l.observed_at == T0 + timedelta(minutes=30)
+    assert readings.white_cell_count_10e9_per_l.change_1h == pytest.approx(5.2)
+    assert readings.supplemental_oxygen is None, "a lab result says nothing about oxygen"
+
+
+def test_a_late_laboratory_result_fills_a_missing_one() -> None:
+    record = fold([vitals(60, **{WBC: 8.0}), vitals(0, paco2_mmhg=41.0, late=True)])
+    readings = shown(record, 60)
+    assert (readings.white_cell_count_10e9_per_l.value, readings.paco2_mmhg.value) == (8.0, 41.0)
+
+
+def test_a_laboratory_result_flagged_as_an_artifact_is_never_used() -> None:
+    event = vitals(0, **{WBC: 0.0}).model_copy(
+        update={
+            "artifacts": [
+                ArtifactFlag(
+                    parameter=VitalParameter.WHITE_CELL_COUNT,
+                    value=0,
+                    unit="10*9/L",
+                    reason="flat_line",
+                )
+            ]
+        }
+    )
+    assert shown(fold([vitals(-5, **{WBC: 7.5}), event])).white_cell_count_10e9_per_l.value == 7.5
+
+
 def test_consciousness_is_the_latest_level() -> None:
     record = fold(
         [vitals(5, consciousness=Consciousness.VOICE), vitals(0, consciousness=Consciousness.ALERT)]
@@ -188,6 +229,11 @@ def test_spo2_scale_is_1_until_set_and_then_the_latest_set_by_event_time() -> No
         ("consciousness", {"consciousness": Consciousness.ALERT}, 43_200, False),
         ("consciousness", {"consciousness": Consciousness.ALERT}, 43_201, True),
         ("supplemental_oxygen", {"on_supplemental_oxygen": False}, 43_201, True),
+        (WBC, {WBC: 14.2}, 43_201, False),  # a blood count stays usable for a day
+        (WBC, {WBC: 14.2}, 86_400, False),
+        (WBC, {WBC: 14.2}, 86_401, True),
+        (PACO2, {PACO2: 30.0}, 21_600, False),  # a blood gas for 6 hours
+        (PACO2, {PACO2: 30.0}, 21_601, True),
     ],
 )
 def test_readings_older_than_their_maximum_age_are_marked_stale(
@@ -292,6 +338,17 @@ def test_next_due_is_the_end_of_the_interval_or_the_first_reading_to_turn_stale(
     assert next_due(pending.record, POLICY) == T0 + timedelta(seconds=60)
 
 
+def test_next_due_includes_a_laboratory_result_turning_stale() -> None:
+    first = handle(None, vitals(0, **{PACO2: 30.0, WBC: 14.2}), now=T0, partition=0, policy=POLICY)
+    assert first.snapshot is not None
+    assert next_due(first.record, POLICY) == T0 + timedelta(hours=6)
+    later = snapshot(first.record, at=T0 + timedelta(hours=6, seconds=1), policy=POLICY)
+    assert (later.readings.paco2_mmhg.stale, later.readings.white_cell_count_10e9_per_l.stale) == (
+        True,
+        False,
+    )
+
+
 def test_settings_take_maximum_ages_as_json_and_keep_the_other_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -300,7 +357,18 @@ def test_settings_take_maximum_ages_as_json_and_keep_the_other_defaults(
     policy = FusionSettings().policy()
     assert policy.max_age_seconds["heart_rate_bpm"] == 300
     assert policy.max_age_seconds["temperature_celsius"] == 43_200
+    assert (policy.max_age_seconds[WBC], policy.max_age_seconds[PACO2]) == (86_400, 21_600)
     assert policy.min_snapshot_interval_seconds == 30
+
+
+def test_settings_take_maximum_ages_of_laboratory_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WARDFLOW_MAX_AGE_SECONDS", '{"paco2_mmhg": 3600}')
+    policy = FusionSettings().policy()
+    assert (policy.max_age_seconds[WBC], policy.max_age_seconds[PACO2]) == (86_400, 3600)
+    readings = shown(fold([vitals(0, **{WBC: 14.2, PACO2: 30.0})]), 61, policy)
+    assert (readings.white_cell_count_10e9_per_l.stale, readings.paco2_mmhg.stale) == (False, True)
 
 
 def test_settings_refuse_an_unknown_parameter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,6 +48,9 @@ POLICY = FusionPolicy(min_snapshot_interval_seconds=60)
         ("temperature_celsius", 36.0, 36.1),
         ("temperature_celsius", 38.0, 38.1),
         ("temperature_celsius", 39.0, 39.1),
+        ("white_cell_count_10e9_per_l", 3.99, 4.0),  # SIRS below 4
+        ("white_cell_count_10e9_per_l", 12.0, 12.01),  # SIRS above 12
+        ("paco2_mmhg", 31.99, 32.0),  # SIRS below 32
     ],
 )
 def test_each_scoring_threshold_is_a_band_edge(parameter: str, below: float, above: float) -> None:
@@ -62,6 +65,8 @@ def test_each_scoring_threshold_is_a_band_edge(parameter: str, below: float, abo
         ("systolic_bp_mmhg", (111, 150, 219)),
         ("temperature_celsius", (36.1, 37.0, 38.0)),
         ("diastolic_bp_mmhg", (40, 80, 120)),
+        ("white_cell_count_10e9_per_l", (4.0, 8.0, 12.0)),
+        ("paco2_mmhg", (32.0, 40.0, 80.0)),  # high PaCO2 is no SIRS criterion
     ],
 )
 def test_values_within_the_normal_band_have_no_severity(
@@ -188,6 +193,28 @@ def test_a_new_parameter_and_an_admission_go_out_at_once() -> None:
         event_id=uuid4(), occurred_at=T0, recorded_at=T0, source="ehr", patient_id="P1", ward="W1"
     )
     assert patient.send(admitted, 2).trigger == "change"
+
+
+@pytest.mark.parametrize(
+    ("field", "normal", "same_band", "across_sirs"),
+    [
+        ("white_cell_count_10e9_per_l", 8.0, 11.0, 12.5),
+        ("white_cell_count_10e9_per_l", 8.0, 4.5, 3.5),
+        ("paco2_mmhg", 40.0, 35.0, 31.0),
+    ],
+    ids=["wbc-high", "wbc-low", "paco2-low"],
+)
+def test_a_laboratory_result_goes_out_at_once_when_new_or_across_a_sirs_threshold(
+    field: str, normal: float, same_band: float, across_sirs: float
+) -> None:
+    patient = Patient()
+    patient.send(vitals(0, heart_rate_bpm=70), 0)
+    assert patient.send(vitals(1, **{field: normal}), 1).trigger == "change", "a new reading"
+    assert patient.send(vitals(2, **{field: same_band}), 2).snapshot is None, "waits"
+    crossed = patient.send(vitals(3, **{field: across_sirs}), 3)
+    assert crossed.trigger == "change"
+    assert crossed.snapshot is not None
+    assert getattr(crossed.snapshot.readings, field).value == across_sirs
 
 
 def test_a_reading_that_turns_stale_goes_out_without_an_event() -> None:

@@ -602,6 +602,83 @@ def test_infers_supplemental_oxygen(observation: str, on_oxygen: bool | None) ->
     assert item["supplemental_oxygen"] is on_oxygen
 
 
+def lab(parameter: str, value: float, unit: str, loinc: str) -> dict[str, Any]:
+    return {"parameter": parameter, "value": value, "unit": unit, "loinc": loinc}
+
+
+@pytest.mark.parametrize(
+    ("observation", "expected"),
+    [
+        (obx(1, "6690-2^WBC^LN", "14.2", "10*9/L"),
+         lab("white_cell_count", 14.2, "10*9/L", "6690-2")),
+        (obx(1, "26464-8^Leukocytes^LN", "3.1", "10*3/uL"),
+         lab("white_cell_count", 3.1, "10*3/uL", "26464-8")),
+        (obx(1, "804-5^WBC manual^LN", "8", "/nL"), lab("white_cell_count", 8.0, "/nL", "804-5")),
+        (obx(1, "WBC^White cells^99LAB^6690-2^Leukocytes^LN", "9.9", "K/uL^^L"),
+         lab("white_cell_count", 9.9, "K/uL", "6690-2")),  # LOINC as the alternate identifier
+        (obx(1, "2019-8^pCO2 arterial^LN", "30", "mm[Hg]^mmHg^UCUM"),
+         lab("paco2", 30.0, "mm[Hg]", "2019-8")),
+        (obx(1, "2019-8^pCO2 arterial^LN", "^5.3", "kPa", kind="SN"),
+         lab("paco2", 5.3, "kPa", "2019-8")),
+    ],
+    ids=["wbc-6690-2", "wbc-26464-8", "wbc-804-5", "wbc-alternate", "paco2-mmHg", "paco2-SN-kPa"],
+)  # fmt: skip
+def test_reads_laboratory_results(observation: str, expected: dict[str, Any]) -> None:
+    (item,) = items(oru(observation))
+    assert item["measurements"] == [expected]
+    assert item["supplemental_oxygen"] is None, "a lab result says nothing about oxygen"
+    assert as_event(item).measurements[0].parameter == expected["parameter"]
+
+
+def test_a_laboratory_oru_keeps_its_results_beside_unmapped_panel_members() -> None:
+    message = "\r".join(
+        [
+            msh("ORU^R01^ORU_R01", "LAB0001"),
+            PID,
+            "OBR|1|||58410-2^CBC panel^LN|||20250301093000",
+            obx(1, "718-7^Hemoglobin^LN", "13.5", "g/dL", at=""),
+            obx(2, "6690-2^WBC^LN", "14.2", "10*9/L", at=""),
+            obx(3, "777-3^Platelets^LN", "250", "10*9/L", at=""),
+            "OBR|2|||24336-0^Arterial blood gas panel^LN|||20250301094500",
+            obx(4, "2744-1^pH arterial^LN", "7.38", "[pH]", at=""),
+            obx(5, "2019-8^pCO2 arterial^LN", "4.1", "kPa", at=""),
+        ]
+    )
+    produced = items(message)
+    assert [(i["occurred_at"], i["measurements"]) for i in produced] == [
+        (
+            datetime(2025, 3, 1, 8, 30, tzinfo=UTC),  # OBR-7: when the blood was taken
+            [
+                coded("718-7", "LN", "g/dL", value=13.5),
+                lab("white_cell_count", 14.2, "10*9/L", "6690-2"),
+                coded("777-3", "LN", "10*9/L", value=250.0),  # cleaning drops it as unmapped
+            ],
+        ),
+        (
+            datetime(2025, 3, 1, 8, 45, tzinfo=UTC),
+            [coded("2744-1", "LN", "[pH]", value=7.38), lab("paco2", 4.1, "kPa", "2019-8")],
+        ),
+    ]
+    for item in produced:
+        as_event(item)
+
+
+@pytest.mark.parametrize(
+    ("observation", "location", "code"),
+    [
+        (obx(2, "6690-2^WBC^LN", "14.2", ""), "OBX[2]-6", "required"),
+        (obx(2, "2019-8^pCO2^LN", "<20", "mm[Hg]", kind="ST"), "OBX[2]-5", "data_type"),
+        (obx(2, "6690-2^WBC^LN", "14.2", "10*9/L", status=""), "OBX[2]-11", "required"),
+    ],
+    ids=["no-unit", "not-a-number", "no-status"],
+)
+def test_refuses_a_laboratory_result_it_cannot_read(
+    observation: str, location: str, code: str
+) -> None:
+    error = refusal(lambda: items(oru(observation)))
+    assert (error.location, error.code) == (location, code)
+
+
 def test_consciousness_alone_is_an_observation() -> None:
     snomed = obx(1, "1104441000000107^ACVPU^SCT", "C", kind="ST")
     (item,) = items(oru(snomed))

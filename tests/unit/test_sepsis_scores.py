@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
+from schemas.assessments import AssessmentIssued
 from schemas.patients import ConsciousnessReading, NumericReading, PatientReadings
 from schemas.vocabulary import Consciousness
-from services.diagnosis.scores import CriterionResult, qsofa, shock_index, sirs
+from services.diagnosis.scores import (
+    CriterionResult,
+    qsofa,
+    shock_index,
+    sirs,
+    with_sepsis_scores,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RECENT = NOW - timedelta(minutes=5)
@@ -267,6 +275,157 @@ def test_sirs_honours_a_shorter_max_age() -> None:
     result = sirs(readings, NOW, max_age_seconds={"temperature_celsius": 60.0}, **NORMAL_LABS)
     assert criterion(result.criteria, "temperature_celsius").met is None
     assert result.positive is None
+
+
+# SIRS from the laboratory readings fusion carries ------------------------------------------------
+
+WBC, PACO2 = "white_cell_count_10e9_per_l", "paco2_mmhg"
+NEWS2_MAX_AGES = dict.fromkeys(
+    ["respiratory_rate_per_min", "heart_rate_bpm", "temperature_celsius", "systolic_bp_mmhg"],
+    3600.0,
+)  # as the diagnosis app passes them: no lab field named
+
+
+@pytest.mark.parametrize(
+    ("overrides", "observed_at", "bands", "met"),
+    [
+        ({WBC: 14.2}, None, None, True),
+        ({WBC: 3.5}, None, None, True),
+        ({WBC: 12.1}, NOW - timedelta(hours=23), None, True),  # a morning count still decides
+        ({WBC: 12.1}, NOW - timedelta(hours=24), None, True),  # exactly at its maximum age
+        ({WBC: 8.0}, None, 2.0, False),
+        ({WBC: 8.0}, None, None, None),  # normal, bands never measured: cannot rule it out
+        ({WBC: 14.2, f"{WBC}_stale": True}, None, None, None),  # fusion marked it stale
+        ({WBC: 14.2}, NOW - timedelta(hours=24, seconds=1), None, None),  # too old
+        ({WBC: 14.2, f"{WBC}_stale": True}, None, 11.0, True),  # bands still decide
+        ({}, None, 2.0, None),  # never measured
+    ],
+    ids=[
+        "high",
+        "low",
+        "23h-old",
+        "24h-old",
+        "normal-with-bands",
+        "normal-without-bands",
+        "stale",
+        "too-old",
+        "stale-but-bands",
+        "missing",
+    ],
+)
+def test_sirs_white_cells_from_the_reading_while_fresh(
+    overrides: dict[str, Any],
+    observed_at: datetime | None,
+    bands: float | None,
+    met: bool | None,
+) -> None:
+    readings = make_readings(observed_at={WBC: observed_at or RECENT}, **overrides)
+    result = sirs(readings, NOW, max_age_seconds=NEWS2_MAX_AGES, band_percent=bands)
+    assert criterion(result.criteria, "white_cells").met is met
+
+
+@pytest.mark.parametrize(
+    ("rate", "overrides", "observed_at", "met"),
+    [
+        (16.0, {PACO2: 31.9}, None, True),
+        (16.0, {PACO2: 32.0}, None, False),
+        (16.0, {PACO2: 40.0}, NOW - timedelta(hours=6), False),  # exactly at its maximum age
+        (16.0, {PACO2: 28.0}, NOW - timedelta(hours=6, seconds=1), None),  # too old
+        (16.0, {PACO2: 28.0, f"{PACO2}_stale": True}, None, None),
+        (21.0, {PACO2: 28.0, f"{PACO2}_stale": True}, None, True),  # the rate alone is met
+        (16.0, {}, None, None),  # never measured
+    ],
+    ids=["low", "at-32", "6h-old", "too-old", "stale", "stale-rate-met", "missing"],
+)
+def test_sirs_respiration_from_the_paco2_reading_while_fresh(
+    rate: float, overrides: dict[str, Any], observed_at: datetime | None, met: bool | None
+) -> None:
+    readings = make_readings(
+        observed_at={PACO2: observed_at or RECENT}, respiratory_rate_per_min=rate, **overrides
+    )
+    result = sirs(readings, NOW, max_age_seconds=NEWS2_MAX_AGES)
+    assert criterion(result.criteria, "respiration").met is met
+
+
+def test_sirs_honours_a_lab_maximum_age_the_caller_names() -> None:
+    readings = make_readings(
+        observed_at={WBC: NOW - timedelta(hours=2)}, **{WBC: 14.2, PACO2: 28.0}
+    )
+    result = sirs(readings, NOW, max_age_seconds={WBC: 3600.0, PACO2: 3600.0})
+    assert criterion(result.criteria, "white_cells").met is None
+    assert criterion(result.criteria, "respiration").met is True, "PaCO2 5 minutes old"
+
+
+@pytest.mark.parametrize(
+    ("reading", "given", "met"),
+    [(8.0, 14.2, True), (14.2, 8.0, None), (None, 14.2, True), (14.2, None, True)],
+    ids=["given-high", "given-normal", "given-only", "reading-only"],
+)
+def test_a_lab_value_given_explicitly_wins_over_the_reading(
+    reading: float | None, given: float | None, met: bool | None
+) -> None:
+    readings = make_readings(**{WBC: reading})
+    result = sirs(readings, NOW, max_age_seconds={}, wbc_10e9_per_l=given)
+    assert criterion(result.criteria, "white_cells").met is met
+
+
+def test_sirs_is_positive_from_fresh_labs_and_one_vital_sign() -> None:
+    readings = make_readings(heart_rate_bpm=120.0, **{WBC: 14.2, PACO2: 30.0})
+    result = sirs(readings, NOW, max_age_seconds=NEWS2_MAX_AGES)
+    assert (result.points, result.positive, result.complete) == (3, True, True)
+
+
+def test_sirs_with_stale_labs_and_one_vital_sign_is_undecided() -> None:
+    readings = make_readings(
+        heart_rate_bpm=120.0,
+        observed_at={WBC: NOW - timedelta(days=2), PACO2: NOW - timedelta(hours=7)},
+        **{WBC: 14.2, PACO2: 30.0},
+    )
+    result = sirs(readings, NOW, max_age_seconds=NEWS2_MAX_AGES)
+    assert (result.points, result.positive, result.complete) == (1, None, False)
+
+
+def assessment() -> AssessmentIssued:
+    return AssessmentIssued(
+        event_id=UUID(int=1),
+        occurred_at=NOW,
+        recorded_at=NOW,
+        source="test",
+        patient_id="P1",
+        aggregate=0,
+        band=None,
+        complete=False,
+        sub_scores=[],
+        clinical_response="test",
+        state_version=1,
+        cause_recorded_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("labs", "observed_at", "points", "positive", "criteria"),
+    [
+        ({WBC: 14.2, PACO2: 30.0}, RECENT, 3, True, {"white_cells": True, "respiration": True}),
+        ({WBC: 14.2}, NOW - timedelta(hours=10), 2, True, {"white_cells": True}),
+        ({WBC: 14.2, PACO2: 30.0}, NOW - timedelta(days=2), 1, None, {"white_cells": None}),
+        ({}, RECENT, 1, None, {"white_cells": None, "respiration": None}),
+    ],
+    ids=["fresh-labs", "morning-count", "stale-labs", "no-labs"],
+)
+def test_the_pipeline_path_takes_the_labs_from_the_readings(
+    labs: dict[str, float],
+    observed_at: datetime,
+    points: int,
+    positive: bool | None,
+    criteria: dict[str, bool | None],
+) -> None:
+    readings = make_readings(
+        heart_rate_bpm=120.0, observed_at=dict.fromkeys((WBC, PACO2), observed_at), **labs
+    )
+    scored = with_sepsis_scores(assessment(), readings, NOW, NEWS2_MAX_AGES)
+    assert scored.sirs is not None
+    assert (scored.sirs.points, scored.sirs.positive) == (points, positive)
+    assert criteria.items() <= scored.sirs.criteria.items()
 
 
 # Shock index ------------------------------------------------------------------------------------
