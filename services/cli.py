@@ -177,8 +177,14 @@ def keys_new(
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
 ) -> None:
     """Make a new API key: give the key to the sender, put the printed table in the sources file."""
-    from services.ingest.sources import new_key
+    from services.ingest.sources import KNOWN_KINDS, new_key, unknown_kinds
 
+    unknown = unknown_kinds(kinds)
+    if unknown:
+        raise typer.BadParameter(
+            f"not an event kind: {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KINDS))}",
+            param_hint="--kind",
+        )
     key, digest = new_key()
     allowed = ", ".join(f'"{kind}"' for kind in kinds) if kinds else '"*"'
     typer.echo(

@@ -74,7 +74,7 @@ class EventCleaner:
         if isinstance(event, VitalSignsObserved):
             cleaned = self._vital_signs(event, late=-ahead > self.rules.state_retention_seconds)
         else:
-            cleaned = Cleaned(event)  # ADT, SpO2 scale, bed and resource events pass unchanged
+            cleaned = Cleaned(event)  # ADT, SpO2 scale, care, bed and resource events pass as sent
         self.event_ids.remember(event.event_id)
         return cleaned
 

@@ -35,12 +35,18 @@ from services.common import metrics
 from services.common.errors import summarise
 from services.common.stage import STAGE_READY
 from services.fusion.adt import ADT_EVENT_TYPES
+from services.fusion.care import CARE_EVENT_TYPES
 from services.fusion.config import FusionSettings
 from services.fusion.domain import PatientRecord, flush, handle, next_due, republish
 from services.fusion.transport import TunedFetchApp
 
 STAGE = "fusion"
-CLINICAL_EVENTS = ("VitalSignsRecorded", "Spo2ScaleSet", *(t.__name__ for t in ADT_EVENT_TYPES))
+CLINICAL_EVENTS = (
+    "VitalSignsRecorded",
+    "Spo2ScaleSet",
+    *(t.__name__ for t in CARE_EVENT_TYPES),
+    *(t.__name__ for t in ADT_EVENT_TYPES),
+)
 log = logging.getLogger(__name__)
 
 SNAPSHOTS = Counter(

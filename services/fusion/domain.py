@@ -1,9 +1,12 @@
 """Fusion rules: one live state per patient, built from clean events (pure; `now` passed in).
 
-The rules live in three modules, put together here around the table record (`PatientRecord`):
+The rules live in four modules, put together here around the table record (`PatientRecord`):
 `adt.py` (encounter status and location, an event-time fold with the cancels), `readings.py`
-(latest valid reading per parameter, one-hour trend, staleness) and `throttle.py` (when a change
+(latest valid reading per parameter, one-hour trend, staleness), `care.py` (the care plan:
+clinicians' instructions, latest by event time per instruction) and `throttle.py` (when a change
 is worth a snapshot). The SpO2 scale is the latest `Spo2ScaleSet` by event time (1 until set).
+Any change of the care plan goes out at once: the plan's digest is part of the signature's
+location, as the SpO2 scale is.
 
 - `handle` applies one event and emits a snapshot if the throttle says so; `flush` is the same
   decision without an event (the flush timer); `next_due` says when the timer should look again
@@ -28,9 +31,17 @@ from typing import Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from schemas.base import Contract, Identifier, UtcDatetime
+from schemas.care import (
+    AlertAcknowledged,
+    CeilingOfCareSet,
+    ParameterOverrideCleared,
+    ParameterOverrideSet,
+    SuspectedInfectionSet,
+)
 from schemas.observations import Spo2ScaleSet, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
 from services.fusion.adt import AdtEvent, AdtLog, record_adt
+from services.fusion.care import CareEvent, CareRecord, digest, fold, plan
 from services.fusion.readings import (
     DEFAULT_MAX_AGE_SECONDS,
     ConsciousnessTrack,
@@ -52,7 +63,7 @@ from services.fusion.throttle import (
 )
 
 SOURCE = "wardflow-fusion"
-ClinicalEvent = VitalSignsRecorded | Spo2ScaleSet | AdtEvent
+ClinicalEvent = VitalSignsRecorded | Spo2ScaleSet | CareEvent | AdtEvent
 Trigger = Literal["change", "interval"]
 
 
@@ -86,6 +97,7 @@ class PatientRecord(Contract):
     adt: AdtLog = AdtLog()
     observations: Observations = Observations()
     spo2_scale: ScaleTrack | None = None
+    care: CareRecord = CareRecord()
     throttle: Throttle = Throttle()
 
     @property
@@ -128,6 +140,20 @@ def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
         if track.scale == record.scale:
             return record.model_copy(update={"spo2_scale": track})
         return _bumped(record, event, spo2_scale=track)
+    if isinstance(
+        event,
+        CeilingOfCareSet
+        | SuspectedInfectionSet
+        | ParameterOverrideSet
+        | ParameterOverrideCleared
+        | AlertAcknowledged,
+    ):
+        care = fold(record.care, event)
+        if care is record.care:
+            return record
+        if plan(care) == plan(record.care):
+            return record.model_copy(update={"care": care})  # kept, but the plan is the same
+        return _bumped(record, event, care=care)
     adt = record_adt(record.adt, event)
     if adt is record.adt:
         return record
@@ -139,6 +165,9 @@ def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
 def signature(record: PatientRecord, now: datetime, policy: FusionPolicy) -> Signature:
     state = record.adt.state
     location = f"{state.status}|{state.ward or ''}|{state.bed or ''}|{record.scale}"
+    care = digest(record.care)
+    if care:  # a patient without instructions keeps the signature it had before care plans
+        location += f"|care={care}"
     observations = record.observations
     on_oxygen = observations.oxygen is not None and observations.oxygen.on_oxygen
     severities: dict[str, int] = {}
@@ -235,6 +264,7 @@ def snapshot(record: PatientRecord, *, at: datetime, policy: FusionPolicy) -> Pa
         ward=state.ward,
         bed=state.bed,
         readings=shown,
+        care=plan(record.care),
         cause_recorded_at=record.changed_recorded_at or at,
     )
 

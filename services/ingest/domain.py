@@ -96,6 +96,16 @@ def _problems_of(index: int, item: Any) -> list[Problem]:
     return problems
 
 
+def _field_of(field: str, problem: str, kind: Any) -> str:
+    """A rule about the event as a whole names the field it is about when its message starts with
+    one ("low must not be above high", "expires_at must be after occurred_at")."""
+    fields = FIELDS.get(kind) if isinstance(kind, str) else None
+    if field != "(event)" or fields is None:
+        return field
+    first = problem.split(" ", 1)[0]
+    return first if first in fields else field
+
+
 def prepare(
     items: list[Any],
     *,
@@ -134,7 +144,10 @@ def prepare(
             event = model.model_validate(stamped) if model else decode_python(EVENTS_RAW, stamped)
             events.append(event)
         except ValidationError as error:
-            problems += [Problem(index, p["field"], p["problem"]) for p in describe(error)]
+            problems += [
+                Problem(index, _field_of(p["field"], p["problem"], kind), p["problem"])
+                for p in describe(error)
+            ]
     if forbidden:
         raise BatchRefused(403, "kind_not_allowed", forbidden)
     if problems:

@@ -16,7 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.topics import EVENTS_RAW
+
 ANY = "*"
+KNOWN_KINDS = frozenset(model.__name__ for model in EVENTS_RAW.events)
+"""The event kinds a source may be allowed (every event of events.raw)."""
 
 
 class SourcesError(ValueError):
@@ -37,6 +41,12 @@ class Source:
 
     def sends_as(self, application: str, facility: str) -> bool:
         return ANY in self.hl7_senders or f"{application}|{facility}" in self.hl7_senders
+
+
+def unknown_kinds(kinds: Iterable[str]) -> list[str]:
+    """The kinds (other than "*") that name no event ingest accepts: a typo would otherwise
+    refuse everything that source sends."""
+    return sorted({kind for kind in kinds if kind != ANY and kind not in KNOWN_KINDS})
 
 
 def key_digest(key: str) -> str:
@@ -101,6 +111,12 @@ def _source(index: int, entry: Any, default_rate: float, default_burst: float) -
     kinds = _strings(entry.get("kinds", []), f"{where}.kinds")
     if not kinds:
         raise SourcesError(f'{where}.kinds: list at least one event kind, or "*"')
+    unknown = unknown_kinds(kinds)
+    if unknown:
+        raise SourcesError(
+            f"{where}.kinds: not an event kind ingest accepts: {', '.join(unknown)}"
+            f"; known: {', '.join(sorted(KNOWN_KINDS))}"
+        )
     rate = entry.get("rate_per_second", default_rate)
     if not isinstance(rate, int | float) or rate <= 0:
         raise SourcesError(f"{where}.rate_per_second: must be a positive number")

@@ -20,6 +20,13 @@ from schemas.admissions import (
     PatientTransferred,
     TransferCancelled,
 )
+from schemas.care import (
+    AlertAcknowledged,
+    CeilingOfCareSet,
+    ParameterOverrideCleared,
+    ParameterOverrideSet,
+    SuspectedInfectionSet,
+)
 from schemas.observations import Spo2ScaleSet, VitalSigns, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
 from schemas.topics import EVENTS_CLEAN, PATIENTS_STATE, full_name
@@ -239,3 +246,78 @@ async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
     changelog = await key_partitions(kafka.url, f"{settings.consumer_group}-patients-changelog")
     by_patient = {json.loads(key).encode(): partitions for key, partitions in changelog.items()}
     assert by_patient == clean, "each record's changelog must be on its events' partition"
+
+
+async def test_care_instructions_reach_the_patient_state_at_once(
+    settings_factory, producer, kafka, tmp_path
+) -> None:
+    settings = await settings_factory()
+    env = fusion_env(settings) | {
+        "WARDFLOW_STATE_DIR": str(tmp_path / "state"),
+        "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "3600",  # only an at-once change goes out
+    }
+    role = {"set_by_role": "ICU consultant"}
+    alert = uuid4()
+    admitted = PatientAdmitted(**envelope("P7", NOW - timedelta(minutes=30), "ehr"), ward="W1")
+    vitals = recorded("P7", NOW - timedelta(seconds=30), heart_rate_bpm=80, spo2_percent=90)
+    newer_ceiling = CeilingOfCareSet(
+        **envelope("P7", NOW - timedelta(minutes=5), "ehr"), ceiling="hdu", **role
+    )
+    older_ceiling = CeilingOfCareSet(
+        **envelope("P7", NOW - timedelta(minutes=10), "ehr"), ceiling="general", **role
+    )
+    infection = SuspectedInfectionSet(
+        **envelope("P7", NOW - timedelta(minutes=4), "ehr"), suspected=True, **role
+    )
+    spo2 = ParameterOverrideSet(
+        **envelope("P7", NOW - timedelta(minutes=3), "ehr"),
+        parameter="spo2_percent",
+        low=88,
+        high=92,
+        expires_at=NOW + timedelta(days=2),
+        **role,
+    )
+    heart_rate = ParameterOverrideSet(
+        **envelope("P7", NOW - timedelta(minutes=3), "ehr"),
+        parameter="heart_rate_bpm",
+        low=90,
+        high=110,
+        expires_at=NOW + timedelta(days=1),
+        **role,
+    )
+    heart_rate_cleared = ParameterOverrideCleared(
+        **envelope("P7", NOW - timedelta(minutes=2), "ehr"), parameter="heart_rate_bpm", **role
+    )
+    acknowledged = AlertAcknowledged(
+        **envelope("P7", NOW - timedelta(minutes=1), "ehr"),
+        assessment_id=alert,
+        acknowledged_by_role="registered nurse",
+    )
+    stream = [admitted, vitals, newer_ceiling, older_ceiling, infection, spo2, heart_rate_cleared]
+    stream += [heart_rate, acknowledged, spo2, acknowledged]  # a late set after its clear; resends
+
+    async with ServiceProcess("fusion", env, tmp_path / "fusion.log", free_port()):
+        await publish(producer, settings, EVENTS_CLEAN, *stream)
+        states: list[PatientStateUpdated] = await collect(
+            kafka.url,
+            settings,
+            PATIENTS_STATE,
+            lambda events: any(e.care.acknowledgement is not None for e in events),
+        )
+
+    # admitted, vitals, hdu, infection, spo2 override, acknowledgement: each at once despite the
+    # hour-long interval; the older ceiling, the cleared-then-late override and the resends change
+    # nothing, so they bump no version and send no snapshot
+    assert [s.version for s in states] == [1, 2, 3, 4, 5, 6]
+    assert [s.care.ceiling for s in states] == ["icu", "icu", "hdu", "hdu", "hdu", "hdu"]
+    final = states[-1].care
+    assert (final.ceiling, final.ceiling_set_by_role, final.suspected_infection) == (
+        "hdu",
+        "ICU consultant",
+        True,
+    )
+    assert [(o.parameter, o.low, o.high) for o in final.overrides] == [("spo2_percent", 88, 92)]
+    assert final.overrides[0].expires_at == spo2.expires_at
+    assert final.acknowledgement is not None and final.acknowledgement.assessment_id == alert
+    assert states[-1].readings.spo2_percent is not None, "the readings travel beside the plan"
+    assert states[-1].cause_recorded_at == acknowledged.recorded_at

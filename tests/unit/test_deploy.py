@@ -398,11 +398,16 @@ def test_dockerfile_installs_the_pinned_project_without_dev_extras() -> None:
 
 
 def test_the_example_sources_file_is_valid() -> None:
+    from schemas.care import CARE_EVENTS
     from services.ingest.sources import SourceRegistry, sources_from_toml
 
     text = (REPO / "deploy" / "ingest" / "sources.example.toml").read_text()
     registry = SourceRegistry(sources_from_toml(text, default_rate=100.0, default_burst=100.0))
     monitor = next(s for s in registry.sources if s.name == "bedside-gateway")
     assert monitor.may_send("VitalSignsObserved") and not monitor.may_send("PatientDischarged")
+    assert not monitor.may_send("ParameterOverrideSet"), "a monitor gives no instructions"
+    care = next(s for s in registry.sources if s.name == "ehr-care-plans")
+    assert all(care.may_send(kind.__name__) for kind in CARE_EVENTS)
+    assert not care.may_send("PatientAdmitted")
     assert registry.by_hl7_sender("EPIC", "MAINHOSP") is not None
     assert registry.by_hl7_sender("OTHER", "MAINHOSP") is None

@@ -359,3 +359,152 @@ kinds = ["VitalSignsObserved"]
         prepare([vitals(), admitted()], source=monitor, now=NOW, pseudonym_key=PSEUDONYM_KEY)
     assert refused.value.status == 403
     assert fields(refused.value) == [(1, "kind")]
+
+
+# --- care events -------------------------------------------------------------------------------
+
+
+def care_events() -> list[dict[str, Any]]:
+    at = "2025-03-01T11:50:00Z"
+    role = {"set_by_role": "ICU consultant"}
+    return [
+        {"kind": "CeilingOfCareSet", "occurred_at": at, "patient_id": "P1", "ceiling": "hdu"}
+        | role,
+        {"kind": "SuspectedInfectionSet", "occurred_at": at, "patient_id": "P1", "suspected": True}
+        | role,
+        {
+            "kind": "ParameterOverrideSet",
+            "occurred_at": at,
+            "patient_id": "P1",
+            "parameter": "spo2_percent",
+            "low": 88,
+            "high": 92,
+            "expires_at": "2025-03-03T11:50:00Z",
+        }
+        | role,
+        {
+            "kind": "ParameterOverrideCleared",
+            "occurred_at": at,
+            "patient_id": "P1",
+            "parameter": "heart_rate_bpm",
+        }
+        | role,
+        {
+            "kind": "AlertAcknowledged",
+            "occurred_at": at,
+            "patient_id": "P1",
+            "assessment_id": "0b8e4bc0-6f3f-4e8e-9a43-3d0c3c6a1f2e",
+            "acknowledged_by_role": "registered nurse",
+        },
+    ]
+
+
+def care_source(kinds: list[str]) -> Any:
+    from services.ingest.sources import key_digest, sources_from_toml
+
+    allowed = ", ".join(f'"{kind}"' for kind in kinds)
+    toml = f"""
+[[sources]]
+name = "ehr-care"
+key_sha256 = "{key_digest("care-key-0123456789")}"
+kinds = [{allowed}]
+"""
+    (source,) = sources_from_toml(toml, default_rate=10.0, default_burst=10.0)
+    return source
+
+
+def test_accepts_every_care_event_pseudonymised_and_stamped() -> None:
+    from schemas.care import CARE_EVENTS
+
+    events = run({"events": care_events()})
+    assert [type(e) for e in events] == list(CARE_EVENTS)
+    assert {e.patient_id for e in events} == {pseudonymise("P1", PSEUDONYM_KEY)}
+    assert {(e.source, e.recorded_at) for e in events} == {("bedside-gw", NOW)}
+
+
+def test_a_source_allowed_the_care_kinds_may_send_them_and_nothing_else() -> None:
+    from services.ingest.domain import prepare
+
+    kinds = [item["kind"] for item in care_events()]
+    ehr = care_source(kinds)
+    assert len(prepare(care_events(), source=ehr, now=NOW, pseudonym_key=PSEUDONYM_KEY)) == 5
+    with pytest.raises(BatchRefused) as refused:
+        prepare([*care_events(), vitals()], source=ehr, now=NOW, pseudonym_key=PSEUDONYM_KEY)
+    assert (refused.value.status, fields(refused.value)) == (403, [(5, "kind")])
+
+
+def test_a_source_not_allowed_care_kinds_is_refused_naming_each() -> None:
+    from services.ingest.domain import prepare
+
+    monitor = care_source(["VitalSignsObserved"])
+    with pytest.raises(BatchRefused) as refused:
+        prepare(care_events(), source=monitor, now=NOW, pseudonym_key=PSEUDONYM_KEY)
+    assert refused.value.reason == "kind_not_allowed"
+    assert fields(refused.value) == [(i, "kind") for i in range(5)]
+
+
+def test_a_sources_file_with_an_unknown_kind_is_refused_naming_the_entry() -> None:
+    from services.ingest.sources import SourcesError
+
+    with pytest.raises(SourcesError, match=r"sources\[0\]\.kinds: .*AlertAcknowleged"):
+        care_source(["AlertAcknowleged"])  # a typo would otherwise refuse everything it sends
+    assert care_source(["*"]).may_send("AlertAcknowledged")
+
+
+def override_set(**overrides: Any) -> dict[str, Any]:
+    return care_events()[2] | overrides
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"low": 95, "high": 90}, "low"),
+        ({"expires_at": "2025-03-01T11:00:00Z"}, "expires_at"),
+        ({"expires_at": "2025-03-09T11:50:00Z"}, "expires_at"),
+        ({"expires_at": "2025-03-03T11:50:00"}, "expires_at"),
+        ({"parameter": "diastolic_bp_mmhg"}, "parameter"),
+        ({"low": "88"}, "low"),
+        ({"set_by_role": "Dr. Smith <3"}, "set_by_role"),
+        ({"set_by_role": None}, "set_by_role"),
+    ],
+    ids=[
+        "low above high",
+        "expires before it starts",
+        "longer than 7 days",
+        "naive expiry",
+        "not overridable",
+        "low as text",
+        "role with odd characters",
+        "no role",
+    ],
+)
+def test_an_invalid_override_is_refused_naming_the_field(
+    overrides: dict[str, Any], field: str
+) -> None:
+    refused = refusal(override_set(**overrides))
+    assert (refused.status, fields(refused)) == (422, [(0, field)])
+    assert SECRET not in refused.problems[0].problem
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"ceiling": "hospice"}, "ceiling"),
+        ({"suspected": "maybe"}, "suspected"),  # NB: the contract takes "yes" (lax bool)
+        ({"assessment_id": "alert-1"}, "assessment_id"),
+        ({"acknowledged_by_role": ""}, "acknowledged_by_role"),
+        ({"set_by_role": "nurse", "ward": "W1"}, "ward"),
+    ],
+)
+def test_an_invalid_care_event_is_refused_naming_the_field(
+    item: dict[str, Any], field: str
+) -> None:
+    by_field = {
+        "ceiling": 0,
+        "suspected": 1,
+        "assessment_id": 4,
+        "acknowledged_by_role": 4,
+        "ward": 0,
+    }
+    refused = refusal(care_events()[by_field[field]] | item)
+    assert fields(refused) == [(0, field)]
