@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from schemas.base import Contract, Event, Identifier, UtcDatetime
 from schemas.observations import FiniteFloat
@@ -50,7 +50,7 @@ class SuspectedInfectionSet(Event):
 
     kind: Literal["SuspectedInfectionSet"] = "SuspectedInfectionSet"
     patient_id: Identifier
-    suspected: bool
+    suspected: StrictBool
     set_by_role: Role
 
 

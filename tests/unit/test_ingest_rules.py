@@ -490,7 +490,8 @@ def test_an_invalid_override_is_refused_naming_the_field(
     ("item", "field"),
     [
         ({"ceiling": "hospice"}, "ceiling"),
-        ({"suspected": "maybe"}, "suspected"),  # NB: the contract takes "yes" (lax bool)
+        ({"suspected": "maybe"}, "suspected"),
+        ({"suspected": "yes"}, "suspected"),  # a boolean, never a guessed string
         ({"assessment_id": "alert-1"}, "assessment_id"),
         ({"acknowledged_by_role": ""}, "acknowledged_by_role"),
         ({"set_by_role": "nurse", "ward": "W1"}, "ward"),
