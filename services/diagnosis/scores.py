@@ -106,6 +106,23 @@ def _any_of(name: str, *parts: CriterionResult) -> CriterionResult:
     return CriterionResult(name, met, evidence.value, evidence.unit)
 
 
+def _primary_or(
+    name: str, primary: CriterionResult, alternative: CriterionResult
+) -> CriterionResult:
+    """A criterion decided by a routine measurement or, when it was taken, a further test.
+
+    Met if either is met. When the primary is known and not met, the criterion is not met:
+    the alternative (a blood gas, a band count) is only taken when clinically indicated, and its
+    absence is not missing data. When the primary is unknown, so is the criterion, unless the
+    alternative is met.
+    """
+    if primary.met or alternative.met:
+        return _any_of(name, primary, alternative)
+    if primary.met is None:
+        return CriterionResult(name, None, primary.value, primary.unit)
+    return CriterionResult(name, False, primary.value, primary.unit)
+
+
 def _score(name: ScoreName, criteria: tuple[CriterionResult, ...], threshold: int) -> ScoreResult:
     points = sum(1 for c in criteria if c.met)
     complete = all(c.met is not None for c in criteria)
@@ -162,9 +179,11 @@ def sirs(
     readings `white_cell_count_10e9_per_l` and `paco2_mmhg` (unusable when missing, stale or too
     old). Bands are only ever given by the caller.
 
-    A criterion with alternatives is met by any one of them, but is only known not met when every
-    alternative is known: an absent lab value leaves its criterion unknown unless another
-    alternative is met.
+    A criterion with an alternative is met by either. The respiratory rate and the white cell count
+    decide their criteria when known; PaCO2 and bands only add a way to meet them (a blood gas or
+    a differential is taken when indicated, so its absence is not missing data). Without a
+    current respiratory rate or white cell count the criterion is unknown unless the alternative
+    is met.
     """
 
     def lab(
@@ -179,14 +198,14 @@ def sirs(
             readings, "temperature_celsius", now, max_age_seconds, "Cel", lambda t: t > 38 or t < 36
         ),
         _numeric(readings, "heart_rate_bpm", now, max_age_seconds, "bpm", lambda h: h > 90),
-        _any_of(
+        _primary_or(
             "respiration",
             _numeric(
                 readings, "respiratory_rate_per_min", now, max_age_seconds, "/min", lambda r: r > 20
             ),
             lab("paco2_mmhg", paco2_mmhg, "mmHg", lambda p: p < 32),
         ),
-        _any_of(
+        _primary_or(
             "white_cells",
             lab(
                 "white_cell_count_10e9_per_l",

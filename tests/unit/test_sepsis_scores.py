@@ -206,7 +206,7 @@ def test_sirs_heart_rate_above_90(bpm: float, met: bool) -> None:
         (16.0, 32.0, False),
         (16.0, 31.9, True),
         (21.0, None, True),
-        (20.0, None, None),
+        (20.0, None, False),  # no blood gas taken: the rate decides
     ],
 )
 def test_sirs_respiration_rate_above_20_or_paco2_below_32(
@@ -228,7 +228,7 @@ def test_sirs_respiration_rate_above_20_or_paco2_below_32(
         (8.0, 10.1, True),
         (None, 10.1, True),
         (12.1, None, True),
-        (8.0, None, None),
+        (8.0, None, False),  # no differential taken: the count decides
         (None, None, None),
     ],
 )
@@ -294,7 +294,7 @@ NEWS2_MAX_AGES = dict.fromkeys(
         ({WBC: 12.1}, NOW - timedelta(hours=23), None, True),  # a morning count still decides
         ({WBC: 12.1}, NOW - timedelta(hours=24), None, True),  # exactly at its maximum age
         ({WBC: 8.0}, None, 2.0, False),
-        ({WBC: 8.0}, None, None, None),  # normal, bands never measured: cannot rule it out
+        ({WBC: 8.0}, None, None, False),  # normal, no differential: the count decides
         ({WBC: 14.2, f"{WBC}_stale": True}, None, None, None),  # fusion marked it stale
         ({WBC: 14.2}, NOW - timedelta(hours=24, seconds=1), None, None),  # too old
         ({WBC: 14.2, f"{WBC}_stale": True}, None, 11.0, True),  # bands still decide
@@ -330,15 +330,16 @@ def test_sirs_white_cells_from_the_reading_while_fresh(
         (16.0, {PACO2: 31.9}, None, True),
         (16.0, {PACO2: 32.0}, None, False),
         (16.0, {PACO2: 40.0}, NOW - timedelta(hours=6), False),  # exactly at its maximum age
-        (16.0, {PACO2: 28.0}, NOW - timedelta(hours=6, seconds=1), None),  # too old
-        (16.0, {PACO2: 28.0, f"{PACO2}_stale": True}, None, None),
+        (16.0, {PACO2: 28.0}, NOW - timedelta(hours=6, seconds=1), False),  # too old: rate
+        (16.0, {PACO2: 28.0, f"{PACO2}_stale": True}, None, False),  # stale: the rate decides
         (21.0, {PACO2: 28.0, f"{PACO2}_stale": True}, None, True),  # the rate alone is met
-        (16.0, {}, None, None),  # never measured
+        (16.0, {}, None, False),  # never measured: the rate decides
+        (None, {}, None, None),  # neither: unknown
     ],
-    ids=["low", "at-32", "6h-old", "too-old", "stale", "stale-rate-met", "missing"],
+    ids=["low", "at-32", "6h-old", "too-old", "stale", "stale-rate-met", "missing", "no-rate"],
 )
 def test_sirs_respiration_from_the_paco2_reading_while_fresh(
-    rate: float, overrides: dict[str, Any], observed_at: datetime | None, met: bool | None
+    rate: float | None, overrides: dict[str, Any], observed_at: datetime | None, met: bool | None
 ) -> None:
     readings = make_readings(
         observed_at={PACO2: observed_at or RECENT}, respiratory_rate_per_min=rate, **overrides
@@ -358,7 +359,7 @@ def test_sirs_honours_a_lab_maximum_age_the_caller_names() -> None:
 
 @pytest.mark.parametrize(
     ("reading", "given", "met"),
-    [(8.0, 14.2, True), (14.2, 8.0, None), (None, 14.2, True), (14.2, None, True)],
+    [(8.0, 14.2, True), (14.2, 8.0, False), (None, 14.2, True), (14.2, None, True)],
     ids=["given-high", "given-normal", "given-only", "reading-only"],
 )
 def test_a_lab_value_given_explicitly_wins_over_the_reading(
@@ -408,7 +409,7 @@ def assessment() -> AssessmentIssued:
         ({WBC: 14.2, PACO2: 30.0}, RECENT, 3, True, {"white_cells": True, "respiration": True}),
         ({WBC: 14.2}, NOW - timedelta(hours=10), 2, True, {"white_cells": True}),
         ({WBC: 14.2, PACO2: 30.0}, NOW - timedelta(days=2), 1, None, {"white_cells": None}),
-        ({}, RECENT, 1, None, {"white_cells": None, "respiration": None}),
+        ({}, RECENT, 1, None, {"white_cells": None, "respiration": False}),
     ],
     ids=["fresh-labs", "morning-count", "stale-labs", "no-labs"],
 )
