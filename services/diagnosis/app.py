@@ -69,10 +69,15 @@ ACKNOWLEDGEMENT_SECONDS = Histogram(
 ESCALATIONS = Counter(
     "wardflow_alert_escalations_total", "Alerts not acknowledged in time, escalated.", ["band"]
 )
-BED_REQUESTS = Counter(
-    "wardflow_critical_care_requests_total",
-    "HDU/ICU bed requests sent to the scheduler, and withdrawals.",
-    ["level_of_care", "action"],
+BED_REQUESTS_SENT = Counter(
+    "wardflow_critical_care_requests_sent_total",
+    "HDU/ICU bed requests sent to the scheduler.",
+    ["level_of_care"],
+)
+BED_REQUESTS_WITHDRAWN = Counter(
+    "wardflow_critical_care_withdrawals_sent_total",
+    "HDU/ICU bed requests withdrawn, by reason.",
+    ["reason"],
 )
 ALERTING_BANDS = (Band.MEDIUM, Band.HIGH)
 
@@ -197,9 +202,9 @@ class Diagnoser:
             if isinstance(event, AssessmentIssued):
                 ASSESSMENTS.labels(event.band.value if event.band else "incomplete").inc()
             elif isinstance(event, CriticalCareBedRequested):
-                BED_REQUESTS.labels(event.level_of_care, "requested").inc()
+                BED_REQUESTS_SENT.labels(event.level_of_care).inc()
             elif isinstance(event, CriticalCareBedRequestWithdrawn):
-                BED_REQUESTS.labels("any", "withdrawn").inc()
+                BED_REQUESTS_WITHDRAWN.labels(event.reason).inc()
         if decision.acknowledged is not None:
             band = decision.acknowledged.band.value
             ACKNOWLEDGEMENT_SECONDS.labels(band).observe(decision.acknowledged.seconds)
