@@ -57,14 +57,64 @@ class BedAssigned(Event):
     wait_seconds: float = Field(ge=0)
 
 
+CriticalCareLevelOfCare = Literal[LevelOfCare.HDU, LevelOfCare.ICU]
+
+
 class BedRequestWaiting(Event):
-    """A patient needs a bed the scheduler could not give yet, and why (scheduling.decisions)."""
+    """A patient needs a bed the scheduler could not give yet, and why (scheduling.decisions).
+
+    For a critical-care request (`level_of_care` and `request_id` set), `ward` is the patient's
+    current ward and the request waits for any ward of that level; `no_ward_at_level_of_care`
+    means the hospital layout has no such ward (the request is not queued).
+    """
 
     key_field: ClassVar[str] = "ward"
     kind: Literal["BedRequestWaiting"] = "BedRequestWaiting"
     patient_id: Identifier
     ward: Identifier
-    reason: Literal["no_bed_available", "unknown_ward"]
+    reason: Literal["no_bed_available", "unknown_ward", "no_ward_at_level_of_care"]
+    cause_event_id: UUID
+    level_of_care: CriticalCareLevelOfCare | None = None
+    request_id: UUID | None = None
+
+
+class BedReserved(Event):
+    """An HDU/ICU bed is held for a critical-care request until the patient arrives
+    (scheduling.decisions). `wait_seconds` runs from the request to the reservation."""
+
+    key_field: ClassVar[str] = "ward"
+    kind: Literal["BedReserved"] = "BedReserved"
+    patient_id: Identifier
+    ward: Identifier
+    bed: Identifier
+    request_id: UUID
+    level_of_care: CriticalCareLevelOfCare
+    wait_seconds: float = Field(ge=0)
+    cause_event_id: UUID
+
+
+class BedReservationReleased(Event):
+    """A critical-care request lost its reserved bed or its place in the queue, and why
+    (scheduling.decisions).
+
+    - `request_withdrawn`: diagnosis withdrew the request (`withdrawal_reason` says why); `bed` is
+      None when the request was only queued, and `ward` is then the patient's current ward.
+    - `placed_in_named_bed`: the patient was placed in another bed of the ward, named by the EHR;
+      the reserved bed was freed.
+    - `bed_taken`: another change took the reserved bed (blocked, or another patient placed in
+      it); the request is queued again at its original time (a BedReserved or BedRequestWaiting
+      follows).
+    """
+
+    key_field: ClassVar[str] = "ward"
+    kind: Literal["BedReservationReleased"] = "BedReservationReleased"
+    patient_id: Identifier
+    ward: Identifier
+    bed: Identifier | None
+    request_id: UUID
+    level_of_care: CriticalCareLevelOfCare
+    reason: Literal["request_withdrawn", "placed_in_named_bed", "bed_taken"]
+    withdrawal_reason: str | None = Field(default=None, max_length=64)
     cause_event_id: UUID
 
 

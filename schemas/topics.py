@@ -30,6 +30,8 @@ from schemas.assessments import (
 from schemas.beds import (
     BedAssigned,
     BedRequestWaiting,
+    BedReservationReleased,
+    BedReserved,
     BedStatusChanged,
     BedStatusReported,
     BedTransitionRefused,
@@ -135,9 +137,10 @@ BEDS_AVAILABILITY = TopicSpec(
 )
 SCHEDULING_DECISIONS = TopicSpec(
     "scheduling.decisions",
-    (BedAssigned, BedRequestWaiting, BedTransitionRefused),
+    (BedAssigned, BedRequestWaiting, BedTransitionRefused, BedReserved, BedReservationReleased),
     "ward",
-    "What the scheduler decided and why: assignments, waiting requests, refused transitions.",
+    "What the scheduler decided and why: assignments, critical-care reservations and their"
+    " releases, waiting requests, refused transitions.",
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

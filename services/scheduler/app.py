@@ -1,7 +1,9 @@
-"""Scheduler service: ADT and housekeeping events -> live bed state in Redis, decisions on Kafka."""
+"""Scheduler service: ADT and housekeeping events, and critical-care bed requests -> live bed
+state in Redis, decisions on Kafka."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,22 +12,38 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
+from schemas.assessments import CriticalCareBedRequested, CriticalCareBedRequestWithdrawn
 from schemas.base import Event
 from schemas.beds import (
     BedAssigned,
     BedRequestWaiting,
+    BedReservationReleased,
+    BedReserved,
     BedStatusChanged,
     BedStatusReported,
     BedTransitionRefused,
     WardAvailabilityUpdated,
 )
 from schemas.topics import BEDS_AVAILABILITY, BEDS_EVENTS, SCHEDULING_DECISIONS, TopicSpec
-from schemas.vocabulary import BedStatus
+from schemas.vocabulary import BedStatus, LevelOfCare
 from services.common import metrics
 from services.common.hospital import HospitalLayout
 from services.common.stage import Output, Rejected
-from services.scheduler.domain import count_by_status
-from services.scheduler.store import ChangeResult, RedisBedStore
+from services.scheduler.domain import (
+    CRITICAL_CARE_LEVELS,
+    count_by_status,
+    critical_care_level,
+    wards_at_level,
+)
+from services.scheduler.store import (
+    Assignment,
+    CareRequest,
+    ChangeResult,
+    LevelResult,
+    RedisBedStore,
+)
+
+log = logging.getLogger(__name__)
 
 STAGE = "scheduler"
 SOURCE = "wardflow-scheduler"
@@ -44,6 +62,17 @@ TIME_TO_BED_SECONDS = Histogram(
     ["level_of_care"],
     buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
 )
+CRITICAL_CARE_REQUESTS = Counter(
+    "wardflow_critical_care_requests_total",
+    "Critical-care bed request decisions: reserved, waiting, withdrawn, or no_ward (the layout has"
+    " no ward of that level).",
+    ["level_of_care", "outcome"],
+)
+CRITICAL_CARE_WAITING = Gauge(
+    "wardflow_critical_care_requests_waiting",
+    "Critical-care bed requests queued, by level of care.",
+    ["level_of_care"],
+)
 
 
 def _derived_id(cause: UUID, what: str) -> UUID:
@@ -52,7 +81,8 @@ def _derived_id(cause: UUID, what: str) -> UUID:
 
 
 class Scheduler:
-    """Applies clean events to the bed store and says what happened on Kafka."""
+    """Applies clean events and critical-care bed requests to the bed store and says what
+    happened on Kafka."""
 
     def __init__(self, store: RedisBedStore, layout: HospitalLayout) -> None:
         self.store = store
@@ -72,7 +102,7 @@ class Scheduler:
                 step="release",
             )
             placed = await self._place(event, event.ward, event.bed)
-            return [*await self._report(event, released), *placed]
+            return [*await self._report(event, released, step="release"), *placed]
         if isinstance(event, PatientDischarged):
             self._known_ward(event.ward)
             result = await self.store.transition(
@@ -85,7 +115,11 @@ class Scheduler:
                 event.ward, event.event_id, BedStatus(event.status), bed=event.bed
             )
             return await self._report(event, result, requested=BedStatus(event.status))
-        return []  # vital signs are fusion's
+        if isinstance(event, CriticalCareBedRequested):
+            return await self._request_critical_care(event)
+        if isinstance(event, CriticalCareBedRequestWithdrawn):
+            return await self._withdraw_critical_care(event)
+        return []  # vital signs are fusion's; assessments and escalations are for clinicians
 
     def _known_ward(self, ward: str) -> None:
         if self.layout.ward(ward) is None:
@@ -106,7 +140,11 @@ class Scheduler:
         return await self._report(event, result, requested=BedStatus.OCCUPIED)
 
     async def _report(
-        self, cause: Event, result: ChangeResult, requested: BedStatus | None = None
+        self,
+        cause: Event,
+        result: ChangeResult,
+        requested: BedStatus | None = None,
+        step: str = "",
     ) -> list[Output]:
         now = datetime.now(UTC)
         common = {"occurred_at": now, "recorded_at": now, "source": SOURCE}
@@ -127,7 +165,9 @@ class Scheduler:
                 )
             )
         if result.assigned is not None:
-            outputs.append(self._assigned(cause, result, now, common))
+            outputs.append(
+                self._assigned(cause, result.ward, result.assigned, now, common, "assigned")
+            )
         if result.outcome == "waiting":
             outputs.append(
                 Output(
@@ -147,16 +187,221 @@ class Scheduler:
             outputs.append(self._refused(cause, result, requested, common))
         if result.changes or result.outcome in ("waiting", "withdrawn"):
             outputs.append(await self._availability(result.ward, cause.event_id, common))
+        return [*outputs, *await self._settle(cause, result, step)]
+
+    async def _settle(self, cause: Event, result: ChangeResult, step: str) -> list[Output]:
+        """After a change in an HDU/ICU ward: a freed bed serves the level's queue, a request whose
+        patient got a bed is closed, one whose reserved bed was taken is queued again."""
+        level = critical_care_level(self.layout, result.ward)
+        freed = any(change.status == BedStatus.AVAILABLE for change in result.changes)
+        fulfilled, displaced = result.fulfilled, result.displaced
+        if level is None or not (freed or fulfilled or displaced):
+            return []
+        tag = f"{result.ward}:{step}"
+        outputs = []
+        if result.released is not None:
+            outputs.append(
+                self._released(cause, result.released, "placed_in_named_bed", f"{tag}:released")
+            )
+        if displaced is not None:
+            outputs.append(self._released(cause, displaced, "bed_taken", f"{tag}:displaced"))
+        settled = await self.store.reserve(
+            level.value,
+            wards_at_level(self.layout, level),
+            cause.event_id,
+            step=f"{tag}:settle",
+            request=displaced,
+            requeue=True,
+            close=fulfilled.request_id if fulfilled else None,
+        )
+        return [*outputs, *await self._level_outputs(cause, settled, f"{tag}:settle")]
+
+    async def _request_critical_care(self, event: CriticalCareBedRequested) -> list[Output]:
+        level = LevelOfCare(event.level_of_care)
+        wards = wards_at_level(self.layout, level)
+        if not wards:
+            CRITICAL_CARE_REQUESTS.labels(level.value, "no_ward").inc()
+            now = datetime.now(UTC)
+            return [
+                Output(
+                    SCHEDULING_DECISIONS,
+                    BedRequestWaiting(
+                        event_id=_derived_id(event.event_id, f"cc:{level}:no_ward"),
+                        patient_id=event.patient_id,
+                        ward=event.ward,
+                        reason="no_ward_at_level_of_care",
+                        cause_event_id=event.event_id,
+                        level_of_care=level,
+                        request_id=event.event_id,
+                        occurred_at=now,
+                        recorded_at=now,
+                        source=SOURCE,
+                    ),
+                )
+            ]
+        request = CareRequest(
+            request_id=event.event_id,
+            patient_id=event.patient_id,
+            level=level.value,
+            requested_at_epoch=event.recorded_at.timestamp(),
+            from_ward=event.ward,
+            state="waiting",
+        )
+        result = await self.store.reserve(
+            level.value, wards, event.event_id, step="request", request=request
+        )
+        return await self._level_outputs(event, result, f"cc:{level}:request")
+
+    async def _withdraw_critical_care(self, event: CriticalCareBedRequestWithdrawn) -> list[Output]:
+        # The withdrawal does not say the level: the request is looked for at each level in turn.
+        for level in CRITICAL_CARE_LEVELS:
+            wards = wards_at_level(self.layout, level)
+            result = await self.store.withdraw(level.value, wards, event.request_id, event.event_id)
+            if result.outcome != "unknown":
+                return await self._level_outputs(
+                    event, result, f"cc:{level}:withdraw", withdrawal_reason=event.reason
+                )
+        log.info("withdrawal of an unknown critical-care request: nothing to do")
+        return []
+
+    async def _level_outputs(
+        self,
+        cause: Event,
+        result: LevelResult,
+        tag: str,
+        withdrawal_reason: str | None = None,
+    ) -> list[Output]:
+        """The outputs of a critical-care script: bed changes, assignments of patients waiting for
+        a freed bed, reservations, a waiting or withdrawn request, and the wards' availability."""
+        now = datetime.now(UTC)
+        common = {"occurred_at": now, "recorded_at": now, "source": SOURCE}
+        level = LevelOfCare(result.level)
+        outputs: list[Output] = []
+        for index, change in enumerate(result.changes):
+            outputs.append(
+                Output(
+                    BEDS_EVENTS,
+                    BedStatusChanged(
+                        event_id=_derived_id(cause.event_id, f"{tag}:change:{index}"),
+                        ward=change.ward,
+                        bed=change.bed,
+                        previous_status=change.previous,
+                        status=change.status,
+                        cause_event_id=cause.event_id,
+                        **common,
+                    ),
+                )
+            )
+        for index, placed in enumerate(result.assigned):
+            what = f"{tag}:assigned:{index}"
+            outputs.append(self._assigned(cause, placed.ward, placed.assignment, now, common, what))
+        for held in result.reserved:
+            CRITICAL_CARE_REQUESTS.labels(level.value, "reserved").inc()
+            outputs.append(self._reserved(cause, held, level, now, common, tag))
+        request = result.request
+        if result.outcome == "already" and request is not None and request.state == "reserved":
+            # The patient already held a bed of this level (a newer request id took it over).
+            outputs.append(self._reserved(cause, request, level, now, common, tag))
+        waiting = result.outcome in ("waiting", "already")
+        if request is not None and request.state == "waiting" and waiting:
+            if result.outcome == "waiting":
+                CRITICAL_CARE_REQUESTS.labels(level.value, "waiting").inc()
+            outputs.append(
+                Output(
+                    SCHEDULING_DECISIONS,
+                    BedRequestWaiting(
+                        event_id=_derived_id(cause.event_id, f"{tag}:waiting"),
+                        patient_id=request.patient_id,
+                        ward=request.from_ward,
+                        reason="no_bed_available",
+                        cause_event_id=cause.event_id,
+                        level_of_care=level,
+                        request_id=request.request_id,
+                        **common,
+                    ),
+                )
+            )
+        if result.outcome == "withdrawn" and request is not None:
+            CRITICAL_CARE_REQUESTS.labels(level.value, "withdrawn").inc()
+            outputs.append(
+                self._released(
+                    cause, request, "request_withdrawn", f"{tag}:released", withdrawal_reason
+                )
+            )
+        for ward_id in result.wards_changed:
+            what = f"{tag}:{ward_id}:availability"
+            outputs.append(await self._availability(ward_id, cause.event_id, common, what))
+        CRITICAL_CARE_WAITING.labels(level.value).set(
+            await self.store.critical_care_waiting(level.value)
+        )
         return outputs
 
-    def _assigned(
-        self, cause: Event, result: ChangeResult, now: datetime, common: dict[str, Any]
+    def _reserved(
+        self,
+        cause: Event,
+        held: CareRequest,
+        level: LevelOfCare,
+        now: datetime,
+        common: dict[str, Any],
+        tag: str,
     ) -> Output:
-        assert result.assigned is not None
-        wait = max(0.0, now.timestamp() - result.assigned.requested_at_epoch)
-        ward = self.layout.ward(result.ward)
+        assert held.ward is not None and held.bed is not None
+        return Output(
+            SCHEDULING_DECISIONS,
+            BedReserved(
+                event_id=_derived_id(cause.event_id, f"{tag}:reserved:{held.request_id}"),
+                patient_id=held.patient_id,
+                ward=held.ward,
+                bed=held.bed,
+                request_id=held.request_id,
+                level_of_care=level,
+                wait_seconds=max(0.0, now.timestamp() - held.requested_at_epoch),
+                cause_event_id=cause.event_id,
+                **common,
+            ),
+        )
+
+    def _released(
+        self,
+        cause: Event,
+        request: CareRequest,
+        reason: Any,
+        what: str,
+        withdrawal_reason: str | None = None,
+    ) -> Output:
+        now = datetime.now(UTC)
+        held = request.state == "reserved"
+        return Output(
+            SCHEDULING_DECISIONS,
+            BedReservationReleased(
+                event_id=_derived_id(cause.event_id, what),
+                patient_id=request.patient_id,
+                ward=(request.ward if held else None) or request.from_ward,
+                bed=request.bed if held else None,
+                request_id=request.request_id,
+                level_of_care=LevelOfCare(request.level),
+                reason=reason,
+                withdrawal_reason=withdrawal_reason,
+                cause_event_id=cause.event_id,
+                occurred_at=now,
+                recorded_at=now,
+                source=SOURCE,
+            ),
+        )
+
+    def _assigned(
+        self,
+        cause: Event,
+        ward_id: str,
+        assigned: Assignment,
+        now: datetime,
+        common: dict[str, Any],
+        what: str,
+    ) -> Output:
+        wait = max(0.0, now.timestamp() - assigned.requested_at_epoch)
+        ward = self.layout.ward(ward_id)
         level = ward.level_of_care.value if ward else "unknown"
-        ALLOCATIONS.labels(result.ward).inc()
+        ALLOCATIONS.labels(ward_id).inc()
         TIME_TO_BED_SECONDS.labels(level).observe(wait)
         metrics.END_TO_END_LATENCY_SECONDS.labels(STAGE).observe(
             max(0.0, (now - cause.recorded_at).total_seconds())
@@ -164,10 +409,10 @@ class Scheduler:
         return Output(
             SCHEDULING_DECISIONS,
             BedAssigned(
-                event_id=_derived_id(cause.event_id, f"{result.ward}:assigned"),
-                patient_id=result.assigned.patient_id,
-                ward=result.ward,
-                bed=result.assigned.bed,
+                event_id=_derived_id(cause.event_id, f"{ward_id}:{what}"),
+                patient_id=assigned.patient_id,
+                ward=ward_id,
+                bed=assigned.bed,
                 cause_event_id=cause.event_id,
                 wait_seconds=wait,
                 **common,
@@ -195,7 +440,9 @@ class Scheduler:
             ),
         )
 
-    async def _availability(self, ward_id: str, cause: UUID, common: dict[str, Any]) -> Output:
+    async def _availability(
+        self, ward_id: str, cause: UUID, common: dict[str, Any], what: str = ""
+    ) -> Output:
         statuses = await self.store.statuses(ward_id)
         counts = count_by_status(list(statuses.values()))
         waiting = await self.store.waiting_count(ward_id)
@@ -207,7 +454,7 @@ class Scheduler:
         return Output(
             BEDS_AVAILABILITY,
             WardAvailabilityUpdated(
-                event_id=_derived_id(cause, f"{ward_id}:availability"),
+                event_id=_derived_id(cause, what or f"{ward_id}:availability"),
                 ward=ward_id,
                 level_of_care=ward.level_of_care,
                 beds_by_status=counts,

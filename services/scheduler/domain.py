@@ -6,7 +6,8 @@ hospital layout is `services.common.hospital`.
 
 from __future__ import annotations
 
-from schemas.vocabulary import BedStatus
+from schemas.vocabulary import BedStatus, LevelOfCare
+from services.common.hospital import HospitalLayout
 
 S = BedStatus
 
@@ -35,3 +36,20 @@ def allowed_from(target: BedStatus) -> frozenset[BedStatus]:
 def count_by_status(statuses: list[BedStatus]) -> dict[BedStatus, int]:
     """Beds by status, every status present (zero when none)."""
     return {status: statuses.count(status) for status in BedStatus}
+
+
+CRITICAL_CARE_LEVELS: tuple[LevelOfCare, ...] = (LevelOfCare.HDU, LevelOfCare.ICU)
+
+
+def wards_at_level(layout: HospitalLayout, level: LevelOfCare) -> tuple[str, ...]:
+    """The ids of the wards giving `level` of care, sorted: the order in which the reservation
+    script breaks ties between wards with as many free beds."""
+    return tuple(sorted(ward.id for ward in layout.wards if ward.level_of_care == level))
+
+
+def critical_care_level(layout: HospitalLayout, ward_id: str) -> LevelOfCare | None:
+    """The ward's level of care if it is HDU or ICU (where beds can be reserved), else None."""
+    ward = layout.ward(ward_id)
+    if ward is None or ward.level_of_care not in CRITICAL_CARE_LEVELS:
+        return None
+    return ward.level_of_care

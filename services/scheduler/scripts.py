@@ -1,118 +1,184 @@
-"""Lua scripts that change one ward's beds atomically (all keys share the ward's hash tag).
+"""Lua scripts that change bed state atomically.
 
-KEYS (both scripts): 1 status hash (bed -> status), 2 occupant hash (bed -> patient),
+Ward scripts (`ALLOCATE`, `TRANSITION`, `ENSURE_BEDS`) touch one ward; all their keys share the
+ward's hash tag. KEYS: 1 status hash (bed -> status), 2 occupant hash (bed -> patient),
 3 patient_bed hash (patient -> bed), 4 available zset (bed, by ward order), 5 order hash
-(bed -> ordinal), 6 waiting zset (patient, by request time), 7 seen key of the cause event.
+(bed -> ordinal), 6 waiting zset (patient, by request time), 7 reservation hash (bed -> JSON of
+the critical-care request holding it), 8 patient_reserved hash (patient -> reserved bed),
+9 seen key of the cause event.
+
+Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level of care (hdu or
+icu). KEYS: 1 queue zset (request id, by request time), 2 requests hash (request id -> JSON),
+3 patient_request hash (patient -> request id), 4 seen key, then the 8 ward keys above for each
+ward of that level, in the order of the ward ids in ARGV. They span several hash tags (the level's
+and each ward's): they need a single Redis, not a Cluster (docs/architecture.md §11).
+
+A request record (JSON) is {request, patient, level, requested_at (epoch seconds, a string),
+from_ward, state ('waiting' or 'reserved'), ward, bed}; the reserved bed's `reservation` entry is
+the same record.
+
 Each script stores its result under the seen key: a redelivered event gets the same result back
 and changes nothing. Every applied change is published on the changes channel.
 """
 
-_ASSIGN_WAITING = """
-local function occupy(bed, patient)
-  redis.call('HSET', KEYS[1], bed, 'occupied')
-  redis.call('ZREM', KEYS[4], bed)
-  redis.call('HSET', KEYS[2], bed, patient)
-  redis.call('HSET', KEYS[3], patient, bed)
-  redis.call('ZREM', KEYS[6], patient)
+_COMMON = """
+local function ward_at(i)
+  return {status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
+    order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7]}
 end
-local function finish(result, ttl, channel)
+local function occupy(w, bed, patient)
+  redis.call('HSET', w.status, bed, 'occupied')
+  redis.call('ZREM', w.available, bed)
+  redis.call('HSET', w.occupant, bed, patient)
+  redis.call('HSET', w.patient_bed, patient, bed)
+  redis.call('ZREM', w.waiting, patient)
+end
+-- Drop a bed's reservation entries; returns the request record that held it, or nil.
+local function unreserve(w, bed)
+  local raw = redis.call('HGET', w.reservation, bed)
+  if not raw then return nil end
+  local r = cjson.decode(raw)
+  redis.call('HDEL', w.reservation, bed)
+  if redis.call('HGET', w.patient_reserved, r.patient) == bed then
+    redis.call('HDEL', w.patient_reserved, r.patient)
+  end
+  return r
+end
+-- The bed becomes available: the oldest patient waiting for the ward gets it (returned),
+-- otherwise it joins the free beds.
+local function free(w, bed)
+  redis.call('HSET', w.status, bed, 'available')
+  local next = redis.call('ZRANGE', w.waiting, 0, 0, 'WITHSCORES')
+  if #next > 0 then
+    occupy(w, bed, next[1])
+    return {patient=next[1], bed=bed, requested_at=tonumber(next[2])}
+  end
+  redis.call('ZADD', w.available, tonumber(redis.call('HGET', w.order, bed)), bed)
+  return nil
+end
+local function finish(result, seen, ttl, channel)
   local encoded = cjson.encode(result)
-  redis.call('SET', KEYS[7], encoded, 'EX', ttl)
-  if result['outcome'] == 'applied' then redis.call('PUBLISH', channel, encoded) end
+  redis.call('SET', seen, encoded, 'EX', ttl)
+  local changed = result['changes'] and #result['changes'] > 0
+  if result['outcome'] == 'applied' or changed then redis.call('PUBLISH', channel, encoded) end
   return encoded
 end
 """
 
 ALLOCATE = (
-    _ASSIGN_WAITING
+    _COMMON
     + """
 -- ARGV: 1 patient, 2 seen ttl, 3 channel, 4 requested_at (epoch seconds), 5 ward
-local seen = redis.call('GET', KEYS[7])
+local W, SEEN = ward_at(1), KEYS[9]
+local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient = ARGV[1]
-local has = redis.call('HGET', KEYS[3], patient)
-if has then return finish({outcome='already', bed=has, ward=ARGV[5]}, ARGV[2], ARGV[3]) end
-local popped = redis.call('ZPOPMIN', KEYS[4])
+local has = redis.call('HGET', W.patient_bed, patient)
+if has then return finish({outcome='already', bed=has, ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3]) end
+-- A critical-care bed reserved for this patient in this ward is the one they get.
+local mine = redis.call('HGET', W.patient_reserved, patient)
+if mine then
+  local r = unreserve(W, mine)
+  occupy(W, mine, patient)
+  return finish({outcome='applied', ward=ARGV[5], bed=mine, previous='reserved',
+    changes={{mine, 'reserved', 'occupied'}}, fulfilled=r,
+    assigned={patient=patient, bed=mine, requested_at=tonumber(ARGV[4])}}, SEEN, ARGV[2], ARGV[3])
+end
+local popped = redis.call('ZPOPMIN', W.available)
 if #popped == 0 then
-  redis.call('ZADD', KEYS[6], 'NX', ARGV[4], patient)
-  return finish({outcome='waiting', ward=ARGV[5]}, ARGV[2], ARGV[3])
+  redis.call('ZADD', W.waiting, 'NX', ARGV[4], patient)
+  return finish({outcome='waiting', ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3])
 end
 local bed = popped[1]
-occupy(bed, patient)
+occupy(W, bed, patient)
 return finish({outcome='applied', ward=ARGV[5], bed=bed, previous='available',
   changes={{bed, 'available', 'occupied'}},
-  assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4])}}, ARGV[2], ARGV[3])
+  assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4])}}, SEEN, ARGV[2], ARGV[3])
 """
 )
 
 TRANSITION = (
-    _ASSIGN_WAITING
+    _COMMON
     + """
 -- ARGV: 1 bed ('' to find the patient's bed), 2 patient ('' if none), 3 target status,
 --       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward
-local seen = redis.call('GET', KEYS[7])
+local W, SEEN = ward_at(1), KEYS[9]
+local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local bed, patient, target = ARGV[1], ARGV[2], ARGV[3]
 if bed == '' then
-  bed = redis.call('HGET', KEYS[3], patient)
+  bed = redis.call('HGET', W.patient_bed, patient)
   if not bed then
-    local removed = redis.call('ZREM', KEYS[6], patient)
+    local removed = redis.call('ZREM', W.waiting, patient)
     local outcome = 'no_bed'
     if removed == 1 then outcome = 'withdrawn' end
-    return finish({outcome=outcome, ward=ARGV[7]}, ARGV[5], ARGV[6])
+    return finish({outcome=outcome, ward=ARGV[7]}, SEEN, ARGV[5], ARGV[6])
   end
 end
-local current = redis.call('HGET', KEYS[1], bed)
+local current = redis.call('HGET', W.status, bed)
 if not current then
-  return finish({outcome='unknown_bed', ward=ARGV[7], bed=bed}, ARGV[5], ARGV[6])
+  return finish({outcome='unknown_bed', ward=ARGV[7], bed=bed}, SEEN, ARGV[5], ARGV[6])
 end
--- A patient placed in a named bed leaves the bed they held in this ward (the EHR wins).
-local held = nil
+-- A patient placed in a named bed leaves the bed they held in this ward (the EHR wins), and
+-- a bed reserved for them elsewhere in this ward is released.
+local held, mine = nil, nil
 if target == 'occupied' and patient ~= '' then
-  held = redis.call('HGET', KEYS[3], patient)
+  held = redis.call('HGET', W.patient_bed, patient)
   if held == bed then
-    return finish({outcome='already', ward=ARGV[7], bed=bed}, ARGV[5], ARGV[6])
+    return finish({outcome='already', ward=ARGV[7], bed=bed}, SEEN, ARGV[5], ARGV[6])
   end
+  mine = redis.call('HGET', W.patient_reserved, patient)
+  if mine == bed then mine = nil end
 end
 if not string.find(',' .. ARGV[4] .. ',', ',' .. current .. ',', 1, true) then
-  return finish({outcome='refused', ward=ARGV[7], bed=bed, previous=current}, ARGV[5], ARGV[6])
+  return finish({outcome='refused', ward=ARGV[7], bed=bed, previous=current}, SEEN, ARGV[5],
+    ARGV[6])
 end
 if current == 'occupied' then
-  local previous_patient = redis.call('HGET', KEYS[2], bed)
-  redis.call('HDEL', KEYS[2], bed)
-  if previous_patient then redis.call('HDEL', KEYS[3], previous_patient) end
+  local previous_patient = redis.call('HGET', W.occupant, bed)
+  redis.call('HDEL', W.occupant, bed)
+  if previous_patient then redis.call('HDEL', W.patient_bed, previous_patient) end
+end
+-- A reserved bed changing status: its holder moving in fulfils the request; anything else
+-- takes the bed from the request (displaced: the scheduler queues it again).
+local fulfilled, displaced, released = nil, nil, nil
+if current == 'reserved' then
+  local r = unreserve(W, bed)
+  if r and target == 'occupied' and r.patient == patient then fulfilled = r
+  elseif r then displaced = r end
 end
 local changes = {}
 if held then
-  redis.call('HSET', KEYS[1], held, 'dirty')
-  redis.call('HDEL', KEYS[2], held)
+  redis.call('HSET', W.status, held, 'dirty')
+  redis.call('HDEL', W.occupant, held)
   table.insert(changes, {held, 'occupied', 'dirty'})
 end
 table.insert(changes, {bed, current, target})
 local assigned = nil
 if target == 'occupied' then
-  occupy(bed, patient)
+  occupy(W, bed, patient)
 elseif target == 'available' then
-  redis.call('HSET', KEYS[1], bed, target)
-  local next = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
-  if #next > 0 then
-    occupy(bed, next[1])
-    table.insert(changes, {bed, 'available', 'occupied'})
-    assigned = {patient=next[1], bed=bed, requested_at=tonumber(next[2])}
-  else
-    redis.call('ZADD', KEYS[4], tonumber(redis.call('HGET', KEYS[5], bed)), bed)
-  end
+  assigned = free(W, bed)
+  if assigned then table.insert(changes, {bed, 'available', 'occupied'}) end
 else
-  redis.call('HSET', KEYS[1], bed, target)
-  redis.call('ZREM', KEYS[4], bed)
+  redis.call('HSET', W.status, bed, target)
+  redis.call('ZREM', W.available, bed)
+end
+if mine then
+  released = unreserve(W, mine)
+  fulfilled = released
+  table.insert(changes, {mine, 'reserved', 'available'})
+  assigned = free(W, mine)
+  if assigned then table.insert(changes, {mine, 'available', 'occupied'}) end
 end
 return finish({outcome='applied', ward=ARGV[7], bed=bed, previous=current, changes=changes,
-  assigned=assigned}, ARGV[5], ARGV[6])
+  assigned=assigned, fulfilled=fulfilled, displaced=displaced, released=released},
+  SEEN, ARGV[5], ARGV[6])
 """
 )
 
 ENSURE_BEDS = """
--- KEYS: 1 status, 4 available, 5 order (2, 3 unused); ARGV: bed names in ward order
+-- KEYS: 1 status, 4 available, 5 order (the other ward keys unused); ARGV: bed names in order
 for i, bed in ipairs(ARGV) do
   redis.call('HSET', KEYS[5], bed, i)
   if redis.call('HSETNX', KEYS[1], bed, 'available') == 1 then
@@ -121,3 +187,160 @@ for i, bed in ipairs(ARGV) do
 end
 return #ARGV
 """
+
+_LEVEL = (
+    _COMMON
+    + """
+local QUEUE, REQUESTS, PATIENT_REQUEST, SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local function wards_from(first)
+  local wards = {}
+  for j = first, #ARGV do
+    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 8)})
+  end
+  return wards
+end
+local function find(wards, id)
+  for _, ward in ipairs(wards) do if ward.id == id then return ward end end
+  return nil
+end
+local function record(request)
+  local raw = redis.call('HGET', REQUESTS, request)
+  if raw then return cjson.decode(raw) end
+  return nil
+end
+-- Does the record still describe the state (queued, or holding its reserved bed)?
+local function active(wards, r)
+  if r.state == 'waiting' then return redis.call('ZSCORE', QUEUE, r.request) ~= false end
+  local ward = find(wards, r.ward)
+  if not ward then return false end
+  local raw = redis.call('HGET', ward.w.reservation, r.bed)
+  return raw ~= false and cjson.decode(raw).request == r.request
+end
+local function forget(r)
+  redis.call('HDEL', REQUESTS, r.request)
+  redis.call('ZREM', QUEUE, r.request)
+  if redis.call('HGET', PATIENT_REQUEST, r.patient) == r.request then
+    redis.call('HDEL', PATIENT_REQUEST, r.patient)
+  end
+end
+-- Oldest request first, each to the lowest free bed of the ward of this level with the most
+-- free beds (ties: the first ward id, as the wards come sorted).
+local function serve(wards, result)
+  while true do
+    local head = redis.call('ZRANGE', QUEUE, 0, 0)
+    if #head == 0 then return end
+    local best, most = nil, 0
+    for _, ward in ipairs(wards) do
+      local n = redis.call('ZCARD', ward.w.available)
+      if n > most then best, most = ward, n end
+    end
+    if not best then return end
+    redis.call('ZREM', QUEUE, head[1])
+    local r = record(head[1])
+    if r then
+      local bed = redis.call('ZPOPMIN', best.w.available)[1]
+      redis.call('HSET', best.w.status, bed, 'reserved')
+      r.state, r.ward, r.bed = 'reserved', best.id, bed
+      local encoded = cjson.encode(r)
+      redis.call('HSET', REQUESTS, r.request, encoded)
+      redis.call('HSET', best.w.reservation, bed, encoded)
+      redis.call('HSET', best.w.patient_reserved, r.patient, bed)
+      table.insert(result.changes, {best.id, bed, 'available', 'reserved'})
+      table.insert(result.reserved, r)
+    end
+  end
+end
+"""
+)
+
+RESERVE = (
+    _LEVEL
+    + """
+-- ARGV: 1 seen ttl, 2 channel, 3 level, 4 request id ('' to only serve the queue), 5 patient,
+--       6 requested_at (epoch seconds), 7 requesting ward, 8 '1' to queue again a request whose
+--       bed was taken (only if it still exists), 9 request to close ('' if none: its patient
+--       was placed), 10.. ward ids of the level, sorted
+local seen = redis.call('GET', SEEN)
+if seen then return seen end
+local wards = wards_from(10)
+local result = {outcome='served', level=ARGV[3], changes={}, reserved={}}
+if ARGV[9] ~= '' then
+  local r = record(ARGV[9])
+  if r and not active(wards, r) then forget(r) end
+end
+local request, patient = ARGV[4], ARGV[5]
+if request ~= '' then
+  local existing_id = redis.call('HGET', PATIENT_REQUEST, patient)
+  local existing = existing_id and record(existing_id)
+  if existing and active(wards, existing) then
+    result.outcome = 'already'
+    if existing_id ~= request then
+      -- One request per patient and level: a newer request id takes over the older one's place.
+      result.replaced = existing_id
+      existing.request = request
+      local encoded = cjson.encode(existing)
+      redis.call('HDEL', REQUESTS, existing_id)
+      redis.call('HSET', REQUESTS, request, encoded)
+      redis.call('HSET', PATIENT_REQUEST, patient, request)
+      if existing.state == 'waiting' then
+        redis.call('ZADD', QUEUE, redis.call('ZSCORE', QUEUE, existing_id), request)
+        redis.call('ZREM', QUEUE, existing_id)
+      else
+        redis.call('HSET', find(wards, existing.ward).w.reservation, existing.bed, encoded)
+      end
+    end
+  elseif ARGV[8] == '1' and not record(request) then
+    result.outcome = 'unknown'  -- withdrawn meanwhile: nothing to queue again
+  else
+    if existing then forget(existing) end
+    local r = {request=request, patient=patient, level=ARGV[3], requested_at=ARGV[6],
+      from_ward=ARGV[7], state='waiting'}
+    redis.call('HSET', REQUESTS, request, cjson.encode(r))
+    redis.call('HSET', PATIENT_REQUEST, patient, request)
+    redis.call('ZADD', QUEUE, ARGV[6], request)
+    result.outcome = 'waiting'
+  end
+end
+serve(wards, result)
+if request ~= '' and result.outcome ~= 'unknown' then
+  result.request = record(request)
+  if result.outcome == 'waiting' and result.request.state == 'reserved' then
+    result.outcome = 'reserved'
+  end
+end
+return finish(result, SEEN, ARGV[1], ARGV[2])
+"""
+)
+
+WITHDRAW = (
+    _LEVEL
+    + """
+-- ARGV: 1 seen ttl, 2 channel, 3 level, 4 request id, 5.. ward ids of the level, sorted
+local seen = redis.call('GET', SEEN)
+if seen then return seen end
+local wards = wards_from(5)
+local result = {outcome='unknown', level=ARGV[3], changes={}, reserved={}, assigned={}}
+local r = record(ARGV[4])
+if r then
+  local was_active = active(wards, r)
+  forget(r)
+  result.outcome, result.request = 'closed', r
+  if was_active and r.state == 'waiting' then
+    result.outcome = 'withdrawn'
+  elseif was_active then
+    result.outcome = 'withdrawn'
+    local ward = find(wards, r.ward)
+    unreserve(ward.w, r.bed)
+    table.insert(result.changes, {ward.id, r.bed, 'reserved', 'available'})
+    local assigned = free(ward.w, r.bed)
+    if assigned then
+      table.insert(result.changes, {ward.id, r.bed, 'available', 'occupied'})
+      assigned.ward = ward.id
+      table.insert(result.assigned, assigned)
+    end
+    serve(wards, result)
+  end
+end
+return finish(result, SEEN, ARGV[1], ARGV[2])
+"""
+)

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas.topics import EVENTS_CLEAN
+from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS
 from services.common.hospital import load_layout
 from services.common.http import http_server
 from services.common.runtime import until_stopped
@@ -28,7 +28,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         runner = StageRunner(
             STAGE,
             settings,
-            [EVENTS_CLEAN],
+            [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
             Scheduler(store, layout),
             transient_errors=(RedisConnectionError, RedisTimeoutError),
         )

@@ -1,12 +1,14 @@
 """Live bed state in Redis: the scheduler is its only writer; Kafka remains the source of truth.
 
-Keys carry a hash tag per ward (`wardflow:{ward:W}:...`), so every script touches one slot and runs
-unchanged on Redis Cluster.
+Keys carry a hash tag per ward (`wardflow:{ward:W}:...`), so every ward script touches one slot and
+runs unchanged on Redis Cluster. The critical-care queue of a level of care has its own tag
+(`wardflow:{level:L}:...`); its scripts also touch every ward of that level (a single Redis).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -34,9 +36,42 @@ class BedChange:
 
 
 @dataclass(frozen=True)
+class CareRequest:
+    """A critical-care bed request as the store keeps it: queued (`waiting`) or holding a bed."""
+
+    request_id: UUID
+    patient_id: str
+    level: str
+    requested_at_epoch: float
+    from_ward: str
+    state: str
+    ward: str | None = None
+    bed: str | None = None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any] | None) -> CareRequest | None:
+        if not data:
+            return None
+        return cls(
+            request_id=UUID(data["request"]),
+            patient_id=data["patient"],
+            level=data["level"],
+            requested_at_epoch=float(data["requested_at"]),
+            from_ward=data["from_ward"],
+            state=data["state"],
+            ward=data.get("ward"),
+            bed=data.get("bed"),
+        )
+
+
+@dataclass(frozen=True)
 class ChangeResult:
-    """What a script did: `applied`, `already`, `waiting`, `withdrawn`, `no_bed`, `unknown_bed`,
-    or `refused` (an illegal transition; nothing changed)."""
+    """What a ward script did: `applied`, `already`, `waiting`, `withdrawn`, `no_bed`,
+    `unknown_bed`, or `refused` (an illegal transition; nothing changed).
+
+    For a reserved bed: `fulfilled` is the request whose patient got a bed in this ward (their
+    reserved one or, `released`, a named one, which freed the reserved bed); `displaced` is a
+    request whose reserved bed was taken by another change (to be queued again)."""
 
     outcome: str
     ward: str
@@ -44,6 +79,9 @@ class ChangeResult:
     previous: BedStatus | None = None
     changes: tuple[BedChange, ...] = ()
     assigned: Assignment | None = None
+    fulfilled: CareRequest | None = None
+    displaced: CareRequest | None = None
+    released: CareRequest | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChangeResult:
@@ -59,6 +97,67 @@ class ChangeResult:
             assigned=Assignment(assigned["patient"], assigned["bed"], assigned["requested_at"])
             if assigned
             else None,
+            fulfilled=CareRequest.from_data(data.get("fulfilled")),
+            displaced=CareRequest.from_data(data.get("displaced")),
+            released=CareRequest.from_data(data.get("released")),
+        )
+
+
+@dataclass(frozen=True)
+class WardBedChange:
+    ward: str
+    bed: str
+    previous: BedStatus
+    status: BedStatus
+
+
+@dataclass(frozen=True)
+class WardAssignment:
+    ward: str
+    assignment: Assignment
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """What a critical-care script did for one level of care.
+
+    `outcome`: for a request, `reserved`, `waiting`, `already` (the patient already had a live
+    request of this level: `replaced` names the older id it took over) or `unknown` (a re-queue of
+    a request withdrawn meanwhile); `served` when only the queue was served; for a withdrawal,
+    `withdrawn`, `closed` (the request was already settled) or `unknown`. `request` is the
+    request's record afterwards (for a withdrawal, as it was); `reserved` lists every reservation
+    made, the request's own and older queued ones."""
+
+    outcome: str
+    level: str
+    request: CareRequest | None = None
+    replaced: UUID | None = None
+    changes: tuple[WardBedChange, ...] = ()
+    reserved: tuple[CareRequest, ...] = ()
+    assigned: tuple[WardAssignment, ...] = ()
+
+    @property
+    def wards_changed(self) -> tuple[str, ...]:
+        return tuple(sorted({change.ward for change in self.changes}))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LevelResult:
+        data: dict[str, Any] = json.loads(raw)
+        reserved = [CareRequest.from_data(r) for r in data.get("reserved") or []]
+        return cls(
+            outcome=data["outcome"],
+            level=data["level"],
+            request=CareRequest.from_data(data.get("request")),
+            replaced=UUID(data["replaced"]) if data.get("replaced") else None,
+            changes=tuple(
+                WardBedChange(w, b, BedStatus(p), BedStatus(s))
+                for w, b, p, s in data.get("changes") or []
+            ),
+            reserved=tuple(r for r in reserved if r is not None),
+            assigned=tuple(
+                WardAssignment(a["ward"], Assignment(a["patient"], a["bed"], a["requested_at"]))
+                for a in data.get("assigned") or []
+            ),
         )
 
 
@@ -73,13 +172,37 @@ class RedisBedStore:
         self._allocate = redis.register_script(scripts.ALLOCATE)
         self._transition = redis.register_script(scripts.TRANSITION)
         self._ensure = redis.register_script(scripts.ENSURE_BEDS)
+        self._reserve = redis.register_script(scripts.RESERVE)
+        self._withdraw = redis.register_script(scripts.WITHDRAW)
+
+    def _ward_keys(self, ward: str) -> list[str]:
+        base = f"{self.prefix}:{{ward:{ward}}}"
+        names = (
+            "status",
+            "occupant",
+            "patient_bed",
+            "available",
+            "order",
+            "waiting",
+            "reservation",
+            "patient_reserved",
+        )
+        return [f"{base}:{name}" for name in names]
 
     def _keys(self, ward: str, event_id: UUID | None = None, step: str = "") -> list[str]:
         """The ward's keys; the last is the seen key of one step of one cause event."""
         base = f"{self.prefix}:{{ward:{ward}}}"
         seen = f"{base}:seen:{event_id}:{step}" if event_id else f"{base}:seen:-"
-        names = ("status", "occupant", "patient_bed", "available", "order", "waiting")
-        return [f"{base}:{name}" for name in names] + [seen]
+        return [*self._ward_keys(ward), seen]
+
+    def _level_keys(self, level: str, wards: Sequence[str], event_id: UUID, step: str) -> list[str]:
+        """The level's queue keys, the seen key, then every ward's keys (in `wards` order)."""
+        base = f"{self.prefix}:{{level:{level}}}"
+        keys = [f"{base}:queue", f"{base}:requests", f"{base}:patient_request"]
+        keys.append(f"{base}:seen:{event_id}:{step}")
+        for ward in wards:
+            keys.extend(self._ward_keys(ward))
+        return keys
 
     async def ensure_layout(self, layout: HospitalLayout) -> None:
         """Create beds that do not exist yet as available; existing beds keep their state."""
@@ -127,6 +250,50 @@ class RedisBedStore:
         ]
         raw = await self._transition(keys=self._keys(ward, event_id, step), args=args)
         return ChangeResult.from_json(raw)
+
+    async def reserve(
+        self,
+        level: str,
+        wards: Sequence[str],
+        event_id: UUID,
+        *,
+        step: str,
+        request: CareRequest | None = None,
+        requeue: bool = False,
+        close: UUID | None = None,
+    ) -> LevelResult:
+        """Queue a critical-care request (or, `requeue`, queue again one whose bed was taken),
+        forget the settled request `close`, then serve the level's queue; atomic.
+
+        `wards` are the ids of every ward of the level, sorted: the request gets the lowest free
+        bed of the ward with the most free beds (ties: the first id)."""
+        args: list[str | int | float] = [self.seen_ttl_seconds, self.channel, level]
+        if request is None:
+            args += ["", "", "", "", ""]
+        else:
+            args += [
+                str(request.request_id),
+                request.patient_id,
+                repr(request.requested_at_epoch),
+                request.from_ward,
+                "1" if requeue else "",
+            ]
+        args += [str(close) if close else "", *wards]
+        raw = await self._reserve(keys=self._level_keys(level, wards, event_id, step), args=args)
+        return LevelResult.from_json(raw)
+
+    async def withdraw(
+        self, level: str, wards: Sequence[str], request_id: UUID, event_id: UUID
+    ) -> LevelResult:
+        """Drop a critical-care request: off the queue, or its reserved bed back to available
+        (served again: a patient waiting for that ward, else the level's queue); atomic."""
+        args: list[str | int] = [self.seen_ttl_seconds, self.channel, level, str(request_id)]
+        keys = self._level_keys(level, wards, event_id, "withdraw")
+        raw = await self._withdraw(keys=keys, args=[*args, *wards])
+        return LevelResult.from_json(raw)
+
+    async def critical_care_waiting(self, level: str) -> int:
+        return int(await self.redis.zcard(f"{self.prefix}:{{level:{level}}}:queue"))
 
     async def statuses(self, ward: str) -> dict[str, BedStatus]:
         raw = await self.redis.hgetall(self._keys(ward)[0])

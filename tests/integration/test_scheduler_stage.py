@@ -1,5 +1,6 @@
 """The scheduler stage against the real embedded broker and Redis: clean ADT and housekeeping
-events in, bed changes, decisions and availability out, live state in Redis."""
+events and critical-care bed requests in, bed changes, decisions and availability out, live state
+in Redis."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
+from schemas.assessments import (
+    AssessmentIssued,
+    CriticalCareBedRequested,
+    CriticalCareBedRequestWithdrawn,
+)
 from schemas.beds import (
     BedAssigned,
     BedRequestWaiting,
+    BedReservationReleased,
+    BedReserved,
     BedStatusChanged,
     BedStatusReported,
     BedTransitionRefused,
@@ -27,9 +35,10 @@ from schemas.topics import (
     BEDS_EVENTS,
     EVENTS_CLEAN,
     EVENTS_DLQ,
+    PATIENTS_ASSESSMENTS,
     SCHEDULING_DECISIONS,
 )
-from schemas.vocabulary import BedStatus, LevelOfCare
+from schemas.vocabulary import Band, BedStatus, LevelOfCare
 from services.common.embedded import EmbeddedServer
 from services.common.hospital import layout_from_dict
 from services.common.stage import Rejected, StageRunner
@@ -71,6 +80,54 @@ def reported(bed: str, status: BedStatus, ward: str = "W1") -> BedStatusReported
     )
 
 
+def bed_requested(patient: str, level: str = "icu", ward: str = "W1") -> CriticalCareBedRequested:
+    return CriticalCareBedRequested(
+        event_id=uuid4(),
+        patient_id=patient,
+        ward=ward,
+        level_of_care=level,  # type: ignore[arg-type]
+        band=Band.HIGH,
+        aggregate=8,
+        assessment_id=uuid4(),
+        reasons=["news2_high"],
+        rules_version="test",
+        occurred_at=NOW,
+        recorded_at=NOW,
+        source="wardflow-diagnosis",
+    )
+
+
+def request_withdrawn(request: CriticalCareBedRequested) -> CriticalCareBedRequestWithdrawn:
+    return CriticalCareBedRequestWithdrawn(
+        event_id=uuid4(),
+        patient_id=request.patient_id,
+        ward=request.ward,
+        request_id=request.event_id,
+        reason="improved",
+        occurred_at=NOW,
+        recorded_at=NOW,
+        source="wardflow-diagnosis",
+    )
+
+
+def assessment(patient: str) -> AssessmentIssued:
+    return AssessmentIssued(
+        event_id=uuid4(),
+        patient_id=patient,
+        ward="W1",
+        aggregate=8,
+        band=Band.HIGH,
+        complete=True,
+        sub_scores=[],
+        clinical_response="emergency assessment",
+        state_version=1,
+        cause_recorded_at=NOW,
+        occurred_at=NOW,
+        recorded_at=NOW,
+        source="wardflow-diagnosis",
+    )
+
+
 def caused_by(event: Any) -> Any:
     """A predicate: some collected event names `event` as its cause."""
     return lambda events: any(getattr(e, "cause_event_id", None) == event.event_id for e in events)
@@ -85,6 +142,9 @@ class Harness:
 
     async def send(self, *events: Any) -> None:
         await publish(self.producer, self.settings, EVENTS_CLEAN, *events)
+
+    async def send_assessments(self, *events: Any) -> None:
+        await publish(self.producer, self.settings, PATIENTS_ASSESSMENTS, *events)
 
     async def read(self, spec: Any, until: Any) -> list[Any]:
         return await collect(self.kafka_url, self.settings, spec, until)
@@ -113,7 +173,9 @@ async def stage(
         SchedulerSettings, redis_url=redis_server.url, redis_key_prefix=f"t{unique}"
     )
     assert store.prefix == settings.redis_key_prefix
-    runner = StageRunner("scheduler", settings, [EVENTS_CLEAN], Scheduler(store, LAYOUT))
+    runner = StageRunner(
+        "scheduler", settings, [EVENTS_CLEAN, PATIENTS_ASSESSMENTS], Scheduler(store, LAYOUT)
+    )
     async with RunningStage(runner):
         yield Harness(settings, store, producer, kafka.url)
 
@@ -241,6 +303,85 @@ async def test_full_ward_queues_and_assigns_when_a_bed_is_ready(stage: Harness) 
     assigned = [d for d in decisions if d.cause_event_id == ready[1].event_id]
     assert [(a.patient_id, a.bed) for a in assigned] == [("P2", "W2-01")]
     assert await stage.statuses("W2") == {"W2-01": BedStatus.OCCUPIED}
+
+
+async def test_critical_care_request_reserves_a_bed_the_transfer_then_takes(
+    stage: Harness,
+) -> None:
+    admission, request = admitted("P1"), bed_requested("P1")
+    await stage.send(admission)
+    await stage.read(SCHEDULING_DECISIONS, caused_by(admission))
+    # Assessments and escalations travel on the same topic; the scheduler ignores them.
+    await stage.send_assessments(assessment("P1"), request)
+
+    decisions = await stage.read(SCHEDULING_DECISIONS, caused_by(request))
+    changes = await stage.read(BEDS_EVENTS, caused_by(request))
+
+    reserved = [d for d in decisions if d.cause_event_id == request.event_id]
+    assert len(reserved) == 1
+    assert isinstance(reserved[0], BedReserved)
+    assert (reserved[0].patient_id, reserved[0].ward, reserved[0].bed) == ("P1", "W2", "W2-01")
+    assert (reserved[0].request_id, reserved[0].level_of_care) == (request.event_id, "icu")
+    assert reserved[0].wait_seconds >= 0
+    changed = [c for c in changes if c.cause_event_id == request.event_id]
+    assert [(c.ward, c.bed, c.previous_status, c.status) for c in changed] == [
+        ("W2", "W2-01", BedStatus.AVAILABLE, BedStatus.RESERVED)
+    ]
+    availability = await stage.read(
+        BEDS_AVAILABILITY, lambda events: any(e.ward == "W2" for e in events)
+    )
+    (icu,) = [a for a in availability if a.ward == "W2"]
+    assert icu.beds_by_status[BedStatus.RESERVED] == 1
+    assert await stage.statuses("W2") == {"W2-01": BedStatus.RESERVED}
+
+    transfer = PatientTransferred(
+        event_id=uuid4(), patient_id="P1", from_ward="W1", ward="W2", **ENVELOPE
+    )
+    await stage.send(transfer)
+    decisions = await stage.read(SCHEDULING_DECISIONS, caused_by(transfer))
+    assigned = [d for d in decisions if d.cause_event_id == transfer.event_id]
+    assert [(type(a), a.patient_id, a.ward, a.bed) for a in assigned] == [
+        (BedAssigned, "P1", "W2", "W2-01")
+    ]
+    assert await stage.statuses("W2") == {"W2-01": BedStatus.OCCUPIED}
+    assert (await stage.statuses())["W1-01"] == BedStatus.DIRTY
+
+
+async def test_critical_care_request_is_queued_and_withdrawn(stage: Harness) -> None:
+    holder, waiter = bed_requested("P1"), bed_requested("P2")
+    await stage.send_assessments(holder)
+    await stage.read(SCHEDULING_DECISIONS, caused_by(holder))
+    await stage.send_assessments(waiter, waiter)  # and a redelivery
+    decisions = await stage.read(
+        SCHEDULING_DECISIONS,
+        lambda events: sum(e.cause_event_id == waiter.event_id for e in events) >= 2,
+    )
+    waiting = [d for d in decisions if d.cause_event_id == waiter.event_id]
+    assert all(isinstance(w, BedRequestWaiting) for w in waiting)
+    assert [(w.patient_id, w.ward, w.level_of_care, w.request_id) for w in waiting] == [
+        ("P2", "W1", "icu", waiter.event_id)
+    ] * 2
+    assert waiting[0].event_id == waiting[1].event_id, "a redelivery repeats the same decision"
+
+    # P1's request is withdrawn: the bed goes to P2, whose request waited.
+    withdrawal = request_withdrawn(holder)
+    await stage.send_assessments(withdrawal)
+    decisions = await stage.read(SCHEDULING_DECISIONS, caused_by(withdrawal))
+    outcome = [d for d in decisions if d.cause_event_id == withdrawal.event_id]
+    assert [type(d) for d in outcome] == [BedReserved, BedReservationReleased]
+    reserved, released = outcome
+    assert (released.patient_id, released.bed, released.reason) == (
+        "P1",
+        "W2-01",
+        "request_withdrawn",
+    )
+    assert released.withdrawal_reason == "improved"
+    assert (reserved.patient_id, reserved.bed, reserved.request_id) == (
+        "P2",
+        "W2-01",
+        waiter.event_id,
+    )
+    assert await stage.statuses("W2") == {"W2-01": BedStatus.RESERVED}
 
 
 # --- the handler alone, against real Redis: defects found while writing these tests -----------

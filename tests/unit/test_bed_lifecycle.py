@@ -13,7 +13,14 @@ import pytest
 
 from schemas.vocabulary import BedStatus, LevelOfCare
 from services.common.hospital import LayoutError, layout_from_dict, load_layout
-from services.scheduler.domain import allowed_from, can_transition, count_by_status
+from services.scheduler.domain import (
+    CRITICAL_CARE_LEVELS,
+    allowed_from,
+    can_transition,
+    count_by_status,
+    critical_care_level,
+    wards_at_level,
+)
 
 AVAILABLE = BedStatus.AVAILABLE
 RESERVED = BedStatus.RESERVED
@@ -221,3 +228,49 @@ def test_built_in_layout_is_the_example_hospital_of_100_beds() -> None:
     icu = layout.ward("ICU")
     assert icu is not None
     assert icu.beds == tuple(f"ICU-{n:02d}" for n in range(1, 11))
+
+
+# --- critical care: which wards can hold a reservation, and in which order --------------------
+
+CARE_LAYOUT = layout_from_dict(
+    {
+        "wards": [
+            {"id": "ICU-B", "level_of_care": "icu", "beds": 2},
+            {"id": "WARD-A", "level_of_care": "general", "beds": 2},
+            {"id": "HDU", "level_of_care": "hdu", "beds": 1},
+            {"id": "ICU-A", "level_of_care": "icu", "beds": 4},
+            {"id": "ED", "level_of_care": "emergency", "beds": 1},
+        ]
+    }
+)
+
+
+def test_wards_at_a_level_are_sorted_by_id_for_the_tie_break() -> None:
+    assert wards_at_level(CARE_LAYOUT, LevelOfCare.ICU) == ("ICU-A", "ICU-B")
+    assert wards_at_level(CARE_LAYOUT, LevelOfCare.HDU) == ("HDU",)
+    assert wards_at_level(CARE_LAYOUT, LevelOfCare.GENERAL) == ("WARD-A",)
+
+
+def test_a_level_without_wards_has_none() -> None:
+    general_only = layout_from_dict({"wards": [{"id": "W", "level_of_care": "general", "beds": 1}]})
+    assert wards_at_level(general_only, LevelOfCare.HDU) == ()
+
+
+@pytest.mark.parametrize(
+    ("ward", "level"),
+    [
+        ("ICU-A", LevelOfCare.ICU),
+        ("HDU", LevelOfCare.HDU),
+        ("WARD-A", None),
+        ("ED", None),
+        ("NOWHERE", None),
+    ],
+)
+def test_only_hdu_and_icu_wards_hold_critical_care_reservations(
+    ward: str, level: LevelOfCare | None
+) -> None:
+    assert critical_care_level(CARE_LAYOUT, ward) == level
+
+
+def test_critical_care_levels_are_hdu_then_icu() -> None:
+    assert CRITICAL_CARE_LEVELS == (LevelOfCare.HDU, LevelOfCare.ICU)
