@@ -59,6 +59,12 @@ def hospital_config(settings: SimulatorSettings) -> HospitalConfig:
         mean_stay_hours=settings.mean_stay_hours,
         vitals_interval_seconds=settings.vitals_interval_seconds,
         scheduled_vitals=settings.target_events_per_second == 0,
+        ceiling_general_fraction=settings.ceiling_general_fraction,
+        ceiling_hdu_fraction=settings.ceiling_hdu_fraction,
+        suspected_infection_probability=settings.suspected_infection_probability,
+        acknowledgement_mean_minutes=settings.acknowledgement_mean_minutes,
+        never_acknowledged_fraction=settings.never_acknowledged_fraction,
+        lab_after_onset_minutes=settings.lab_after_onset_minutes,
     )
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,44 @@ class SimulatorSettings(BaseSettings):
     mean_stay_hours: float = Field(
         default=12.0, gt=0, description="Mean simulated length of stay (exponential, at least 2 h)."
     )
+    ceiling_general_fraction: float = Field(
+        default=0.08,
+        ge=0,
+        le=1,
+        description="Admitted patients given a ceiling of care of ward-based care only "
+        "(CeilingOfCareSet `general`, set by a consultant on admission).",
+    )
+    ceiling_hdu_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Admitted patients given a ceiling of HDU care, not for ICU (`hdu`).",
+    )
+    suspected_infection_probability: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Chance that a deteriorating patient's first reading above 38 C is followed, "
+        "a few simulated minutes later, by SuspectedInfectionSet (considered once per patient).",
+    )
+    acknowledgement_mean_minutes: float = Field(
+        default=12.0,
+        ge=0,
+        description="Mean simulated minutes (exponential) from a patient's illness reaching the "
+        "NEWS2 medium or high band to a nurse's AlertAcknowledged.",
+    )
+    never_acknowledged_fraction: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Band crossings whose alert nobody acknowledges, so that escalations happen.",
+    )
+    lab_after_onset_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        description="Simulated minutes (+/- 10) from a deterioration's onset to its white cell "
+        "count result.",
+    )
     occurred_at_clock: Literal["wall", "simulated"] = Field(
         default="wall",
         description="`wall` stamps events with the real time each simulated moment maps to (never "
@@ -47,3 +85,9 @@ class SimulatorSettings(BaseSettings):
         default=60.0, gt=0, description="How long to wait for ingest's /healthz at start."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _ceilings_are_a_fraction(self) -> SimulatorSettings:
+        if self.ceiling_general_fraction + self.ceiling_hdu_fraction > 1:
+            raise ValueError("ceiling_general_fraction + ceiling_hdu_fraction must not exceed 1")
+        return self

@@ -6,6 +6,14 @@ the same events (payloads for ingest, see `events.py`).
 
 The simulator never knows which bed the scheduler chose: housekeeping cleans the beds it is told
 are dirty (`beds_to_clean`).
+
+Clinicians act too. A few patients get a ceiling of care on admission; a febrile deteriorating
+patient may be suspected of infection; a nurse acknowledges the alert diagnosis raises when a
+patient's illness reaches the NEWS2 medium and high bands (some are never acknowledged, so that
+escalations happen); a deteriorating patient gets one white cell count about an hour into the
+illness. These draw from their own random stream (derived from the same seed), so adding them left
+the admissions, transfers, discharges and vital signs of a seed as they were, except escalations
+that a patient's ceiling of care now rules out.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from schemas.care import CeilingOfCare
 from services.simulator.events import EventFactory, Payload, same_time
 from services.simulator.physiology import (
     Baseline,
@@ -33,10 +42,33 @@ WARDS = (ED, WARD_A, WARD_B, HDU, ICU)
 """The wards of the example hospital (services/common/hospital.toml)."""
 
 ACUTE = (ED, WARD_A, WARD_B)
+_CEILING_ALLOWS: dict[CeilingOfCare, tuple[str, ...]] = {
+    "general": (),
+    "hdu": (HDU,),
+    "icu": (HDU, ICU),
+}
 _INITIAL_WARDS = {ED: 0.1, WARD_A: 0.4, WARD_B: 0.35, HDU: 0.1, ICU: 0.05}
 _ARRIVAL_WARDS = {ED: 0.7, WARD_B: 0.17, WARD_A: 0.08, HDU: 0.03, ICU: 0.02}
 _FROM_ED_TO = {WARD_A: 0.6, WARD_B: 0.4}
 FAHRENHEIT_EVERY_NTH_MONITOR = 10  # the second vendor: MON-010, MON-020, ... send [degF]
+
+MEDIUM_BAND_SEVERITY = 0.42
+"""Severity at which a patient's readings score NEWS2 medium or higher more often than not.
+
+Checked by scoring `observe()` readings with diagnosis's `assess` (200 baselines x 5 readings per
+level): at 0.42, 58 % of readings score medium or high (mean aggregate 4.8); at 0.36 only 29 %.
+Noisy readings raise the first alert somewhat earlier, so an acknowledgement timed from here
+finds that alert already raised."""
+HIGH_BAND_SEVERITY = 0.48
+"""Severity at which readings score NEWS2 high more often than not: 54 % high at 0.48 (mean
+aggregate 6.6, supplemental oxygen from 0.45 adds 2 points), 14 % at 0.42."""
+ALERT_SEVERITIES = (MEDIUM_BAND_SEVERITY, HIGH_BAND_SEVERITY)
+
+FEVER_CELSIUS = 38.0
+CARE_ROLE_CEILING = "consultant"
+CARE_ROLE_INFECTION = "foundation doctor"
+CARE_ROLE_ACKNOWLEDGEMENT = "registered nurse"
+WHITE_CELL_COUNT = ("white_cell_count", "10*9/L", "6690-2")  # parameter, UCUM unit, LOINC
 
 
 @dataclass(frozen=True)
@@ -45,11 +77,17 @@ class HospitalConfig:
     arrivals_per_hour: float = 3.0
     mean_stay_hours: float = 12.0
     vitals_interval_seconds: float = 60.0
-    scheduled_vitals: bool = True  # False: only `readings()` produces vital signs (load mode)
+    scheduled_vitals: bool = True  # False: only `readings()` produces monitor readings (load mode)
     deteriorating_fraction: float = 0.15
     recovering_fraction: float = 0.6
     impossible_reading_fraction: float = 0.005
     max_patients: int = 95  # arrivals beyond this census are diverted to another hospital
+    ceiling_general_fraction: float = 0.08  # admitted with a ceiling of ward-based care only
+    ceiling_hdu_fraction: float = 0.05  # admitted with a ceiling of HDU (not for ICU)
+    suspected_infection_probability: float = 0.7  # per deteriorating patient's first fever
+    acknowledgement_mean_minutes: float = 12.0  # exponential delay after an alert-level crossing
+    never_acknowledged_fraction: float = 0.15  # crossings whose alert nobody acknowledges
+    lab_after_onset_minutes: float = 60.0  # white cell count of a deteriorating patient (+/- 10)
 
 
 @dataclass
@@ -61,6 +99,9 @@ class Patient:
     baseline: Baseline
     course: Course
     escalated: bool = False
+    # The highest level of care: "general", "hdu" or "icu" (no ceiling).
+    ceiling: CeilingOfCare = "icu"
+    fever_seen: bool = False  # a febrile reading was seen: infection was considered, once
 
     @property
     def monitor(self) -> int:
@@ -88,7 +129,9 @@ class Hospital:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         self.config, self.rng, self.now = config, rng, start
-        ids = random.Random(f"{rng.getrandbits(64)}:{start.isoformat()}")
+        seed_bits = rng.getrandbits(64)
+        ids = random.Random(f"{seed_bits}:{start.isoformat()}")
+        self._clinicians = random.Random(f"clinicians:{seed_bits}:{start.isoformat()}")
         self._events = EventFactory(ids, stamp)
         self._next_number = 1 + 1000 * ids.randrange(900)
         self._agenda: list[tuple[datetime, int, Action]] = []
@@ -172,7 +215,8 @@ class Hospital:
         if config.scheduled_vitals:
             first = at + timedelta(seconds=rng.uniform(0, config.vitals_interval_seconds))
             self._at(first, partial(self._vitals, pid))
-        return [self._adt("PatientAdmitted", at, patient, ward=ward, bed=None)]
+        admitted = [self._adt("PatientAdmitted", at, patient, ward=ward, bed=None)]
+        return admitted + self._plan_care(patient, at)
 
     def _ed_decision(self, pid: str, at: datetime) -> list[Payload]:
         patient = self.patients.get(pid)
@@ -187,8 +231,8 @@ class Hospital:
         if patient is None or self.rng.random() >= 0.6:
             return []
         target = HDU if patient.ward in ACUTE else ICU if patient.ward == HDU else None
-        if target is None:
-            return []
+        if target is None or target not in _CEILING_ALLOWS[patient.ceiling]:
+            return []  # the patient's ceiling of care rules this level out
         patient.escalated = True
         return self._transfer(patient, target, at)
 
@@ -212,6 +256,86 @@ class Hospital:
         heapq.heappush(self._free_monitors, patient.monitor)
         return [self._adt("PatientDischarged", at, patient, ward=patient.ward)]
 
+    # -- clinicians ------------------------------------------------------------------------------
+
+    def _plan_care(self, patient: Patient, at: datetime) -> list[Payload]:
+        """On admission: maybe a ceiling of care now; the alert acknowledgements and the white
+        cell count this patient's course will call for, scheduled."""
+        config, rng, pid = self.config, self._clinicians, patient.patient_id
+        for crossed in alert_crossings(patient.course, at):
+            if rng.random() >= config.never_acknowledged_fraction:
+                mean = config.acknowledgement_mean_minutes
+                delay = timedelta(minutes=rng.expovariate(1 / mean) if mean > 0 else 0.0)
+                self._at(crossed + delay, partial(self._acknowledge, pid))
+        onset = patient.course.onset
+        if onset is not None:
+            minutes = config.lab_after_onset_minutes + rng.uniform(-10, 10)
+            taken = max(onset, at) + timedelta(minutes=max(0.0, minutes))
+            self._at(taken, partial(self._white_cell_count, pid))
+        draw = rng.random()
+        if draw < config.ceiling_general_fraction:
+            patient.ceiling = "general"
+        elif draw < config.ceiling_general_fraction + config.ceiling_hdu_fraction:
+            patient.ceiling = "hdu"
+        else:
+            return []
+        return [
+            self._events.event(
+                "CeilingOfCareSet",
+                at,
+                patient_id=pid,
+                ceiling=patient.ceiling,
+                set_by_role=CARE_ROLE_CEILING,
+            )
+        ]
+
+    def _consider_infection(self, patient: Patient, at: datetime, celsius: float) -> None:
+        """A deteriorating patient's first fever: infection is suspected (or not), once."""
+        onset = patient.course.onset
+        if patient.fever_seen or onset is None or at <= onset or celsius <= FEVER_CELSIUS:
+            return
+        patient.fever_seen = True
+        if self._clinicians.random() < self.config.suspected_infection_probability:
+            later = at + timedelta(minutes=self._clinicians.uniform(3, 15))
+            self._at(later, partial(self._suspect_infection, patient.patient_id))
+
+    def _suspect_infection(self, pid: str, at: datetime) -> list[Payload]:
+        if pid not in self.patients:
+            return []
+        return [
+            self._events.event(
+                "SuspectedInfectionSet",
+                at,
+                patient_id=pid,
+                suspected=True,
+                set_by_role=CARE_ROLE_INFECTION,
+            )
+        ]
+
+    def _acknowledge(self, pid: str, at: datetime) -> list[Payload]:
+        """Every alert raised for the patient up to now is seen (no `assessment_id`)."""
+        if pid not in self.patients:
+            return []
+        return [
+            self._events.event(
+                "AlertAcknowledged",
+                at,
+                patient_id=pid,
+                acknowledged_by_role=CARE_ROLE_ACKNOWLEDGEMENT,
+            )
+        ]
+
+    def _white_cell_count(self, pid: str, at: datetime) -> list[Payload]:
+        patient = self.patients.get(pid)
+        if patient is None:
+            return []
+        value = white_cell_count(patient.course.severity(at), self._clinicians)
+        parameter, unit, loinc = WHITE_CELL_COUNT
+        measurement = {"parameter": parameter, "value": value, "unit": unit, "loinc": loinc}
+        return [
+            self._events.event("VitalSignsObserved", at, patient_id=pid, measurements=[measurement])
+        ]
+
     # -- monitors and housekeeping --------------------------------------------------------------
 
     def _vitals(self, pid: str, at: datetime) -> list[Payload]:
@@ -224,6 +348,7 @@ class Hospital:
 
     def _reading(self, at: datetime, patient: Patient) -> Payload:
         reading = observe(patient.baseline, patient.course.severity(at), self.rng)
+        self._consider_infection(patient, at, reading.temperature_celsius)
         fahrenheit = patient.monitor % FAHRENHEIT_EVERY_NTH_MONITOR == 0
         sent = measurements(reading, fahrenheit=fahrenheit)
         if self.rng.random() < self.config.impossible_reading_fraction:
@@ -267,3 +392,28 @@ class Hospital:
     def _adt(self, kind: str, at: datetime, patient: Patient, **fields: object) -> Payload:
         ids = {"patient_id": patient.patient_id, "encounter_id": patient.encounter_id}
         return self._events.event(kind, at, **ids, **fields)
+
+
+def alert_crossings(course: Course, admitted: datetime) -> list[datetime]:
+    """When the course first reaches each alert level (NEWS2 medium, then high) while the patient
+    is here. A level already reached at admission counts as reached then (the first readings
+    raise the alert), the lower one only if the higher is not reached yet; a level reached and
+    left again before admission does not count."""
+    crossings: list[datetime] = []
+    for level in ALERT_SEVERITIES:
+        reached = course.reaches(level)
+        if reached is None:
+            continue
+        if reached <= admitted:
+            if course.severity(admitted) < level:
+                continue
+            reached = admitted
+        crossings.append(reached)
+    if len(crossings) == 2 and crossings[1] == admitted:
+        return crossings[1:]
+    return crossings
+
+
+def white_cell_count(severity: float, rng: random.Random) -> float:
+    """A white cell count (10^9/L) at a severity: 7 + 9 x severity, noisy, as a lab reports it."""
+    return round(min(40.0, max(1.0, 7 + 9 * severity + rng.gauss(0, 1.0))), 1)
