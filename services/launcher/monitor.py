@@ -15,8 +15,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.assessments import AssessmentIssued
-from schemas.beds import BedAssigned, WardAvailabilityUpdated
+from schemas.assessments import AlertEscalated, AssessmentIssued, CriticalCareBedRequested
+from schemas.beds import BedAssigned, BedReserved, WardAvailabilityUpdated
 from schemas.codec import decode
 from schemas.topics import BEDS_AVAILABILITY, PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS, full_name
 
@@ -67,14 +67,26 @@ class Outcomes:
     bands: Counter[str] = field(default_factory=Counter)
     latencies_seconds: list[float] = field(default_factory=list)
     allocations: int = 0
+    escalations: int = 0
+    critical_care_requests: int = 0
+    reservations: int = 0
     wards: dict[str, WardAvailabilityUpdated] = field(default_factory=dict)
-    seen_assessments: set[Any] = field(default_factory=set)
+    seen: set[Any] = field(default_factory=set)
 
     def record(self, event: Any) -> None:
-        if isinstance(event, AssessmentIssued):
-            if event.event_id in self.seen_assessments:
-                return  # at-least-once: a redelivered assessment is the same assessment
-            self.seen_assessments.add(event.event_id)
+        if isinstance(
+            event, AssessmentIssued | AlertEscalated | CriticalCareBedRequested | BedReserved
+        ):
+            if event.event_id in self.seen:
+                return  # at-least-once: a redelivered event is the same event
+            self.seen.add(event.event_id)
+        if isinstance(event, AlertEscalated):
+            self.escalations += 1
+        elif isinstance(event, CriticalCareBedRequested):
+            self.critical_care_requests += 1
+        elif isinstance(event, BedReserved):
+            self.reservations += 1
+        elif isinstance(event, AssessmentIssued):
             self.bands[event.band.value if event.band else "incomplete"] += 1
             latency = (event.recorded_at - event.cause_recorded_at).total_seconds()
             self.latencies_seconds.append(max(0.0, latency))

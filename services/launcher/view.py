@@ -46,10 +46,21 @@ def outcomes_tables(outcomes: Outcomes) -> list[Table]:
 
     latency = outcomes.latency_quantiles()
     flow = Table(title="Outcomes")
-    for column in ("allocations", "e2e p50 s", "e2e p99 s", "assessments"):
+    for column in (
+        "allocations",
+        "escalations",
+        "HDU/ICU requests",
+        "reserved",
+        "e2e p50 s",
+        "e2e p99 s",
+        "assessments",
+    ):
         flow.add_column(column, justify="right")
     flow.add_row(
         str(outcomes.allocations),
+        str(outcomes.escalations),
+        str(outcomes.critical_care_requests),
+        str(outcomes.reservations),
         _seconds(latency["p50"]),
         _seconds(latency["p99"]),
         str(latency["count"]),
@@ -87,6 +98,9 @@ def summary(counts: dict[str, StageCounts], outcomes: Outcomes, elapsed: float) 
         "beds_by_status": outcomes.beds_by_status(),
         "beds_by_ward": outcomes.beds_by_ward(),
         "allocations": outcomes.allocations,
+        "escalations": outcomes.escalations,
+        "critical_care_requests": outcomes.critical_care_requests,
+        "critical_care_beds_reserved": outcomes.reservations,
         "end_to_end_latency_seconds": {
             "p50": latency["p50"],
             "p99": latency["p99"],
