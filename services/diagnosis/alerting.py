@@ -117,12 +117,13 @@ def on_assessment(
     state, acknowledged = _acknowledge(before, context.care)
     recommendations = recommend(assessment, context.care, rules, frozenset(state.pathways))
     pathways = [r.pathway for r in recommendations]
-    assessment = assessment.model_copy(
-        update={
-            "recommendations": recommendations,
-            "recommendations_withdrawn": sorted(set(state.pathways) - set(pathways)),
-        }
-    )
+    if recommendations or state.pathways:  # most snapshots have none: skip the copy
+        assessment = assessment.model_copy(
+            update={
+                "recommendations": recommendations,
+                "recommendations_withdrawn": sorted(set(state.pathways) - set(pathways)),
+            }
+        )
     hold = timedelta(minutes=rules.alerting.improvement_hold_minutes)
     reason = _reason_to_issue(state, assessment, pathways, context.care)
     outputs: list[Event] = []
@@ -134,7 +135,8 @@ def on_assessment(
             return _decide(before, state, outputs, assessment, acknowledged)
         reason = "improvement_held"
     if reason is None:  # says nothing new: an improvement that did not hold is forgotten
-        state = state.model_copy(update={"improving_since": None})
+        if state.improving_since is not None:
+            state = state.model_copy(update={"improving_since": None})
         state = _with_bed_request(state, context, now, rules, None, outputs)
         return _decide(before, state, outputs, None, acknowledged)
     state = _issue(state, assessment, reason, context, now, rules, outputs)
@@ -185,7 +187,7 @@ def _decide(
     pending: AssessmentIssued | None,
     acknowledged: Acknowledged | None,
 ) -> Decision:
-    if state == before:
+    if state is before or state == before:
         return Decision(before, False, tuple(outputs), pending, acknowledged)
     version = before.version + 1
     stamped = state.model_copy(

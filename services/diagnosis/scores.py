@@ -15,9 +15,8 @@ instead; it is taken as current and wins over the reading.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from schemas.assessments import AssessmentIssued, ScoreSummary
 from schemas.patients import PatientReadings
@@ -36,9 +35,9 @@ ScoreName = Literal["qSOFA", "SIRS", "shock_index"]
 Value = float | str | None
 
 
-@dataclass(frozen=True)
-class CriterionResult:
-    """One criterion; `met=None` means it cannot be told (missing or stale input)."""
+class CriterionResult(NamedTuple):
+    """One criterion; `met=None` means it cannot be told (missing or stale input). A named tuple:
+    several are built per snapshot, and tuples are the cheapest immutable record."""
 
     name: str
     met: bool | None
@@ -46,8 +45,7 @@ class CriterionResult:
     unit: str | None
 
 
-@dataclass(frozen=True)
-class ScoreResult:
+class ScoreResult(NamedTuple):
     """`points` counts criteria met among the known ones; `positive` is None when undecidable."""
 
     name: ScoreName
@@ -241,7 +239,7 @@ def shock_index(
         value = round(hr / sbp, 2)
     met = None if value is None else value >= SHOCK_INDEX_THRESHOLD
     criterion = CriterionResult("shock_index", met, value, "bpm/mmHg")
-    return replace(_score("shock_index", (criterion,), threshold=1), value=value)
+    return _score("shock_index", (criterion,), threshold=1)._replace(value=value)
 
 
 def summary(result: ScoreResult) -> ScoreSummary:
