@@ -86,11 +86,20 @@ def service(name: ServiceName) -> None:
 
         fusion_main(FusionSettings())
     elif name is ServiceName.diagnosis:
+        from services.common.hospital import LayoutError
         from services.diagnosis.app import build as build_diagnosis
         from services.diagnosis.config import DiagnosisSettings
+        from services.diagnosis.rules import RulesError
 
         diagnosis_settings = DiagnosisSettings()
-        runner = build_diagnosis(diagnosis_settings)
+        try:
+            runner = build_diagnosis(diagnosis_settings)
+        except RulesError as error:
+            typer.echo(f"diagnosis: rules file: {error}", err=True)
+            raise typer.Exit(2) from None
+        except (LayoutError, OSError) as error:
+            typer.echo(f"diagnosis: hospital layout: {error}", err=True)
+            raise typer.Exit(2) from None
         run_service(name.value, diagnosis_settings, lambda stop: run_stage(runner, stop))
     else:
         from services.scheduler import service as scheduler

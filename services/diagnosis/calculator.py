@@ -100,6 +100,9 @@ def score(observations: Observations, now: datetime) -> dict[str, Any]:
             "missing": news2.missing,
             "spo2_scale": news2.spo2_scale,
             "response": news2.clinical_response,
+            "monitoring_frequency": news2.monitoring_frequency,
+            "respond_within_minutes": news2.respond_within_minutes,
+            "rules_version": news2.rules_version,
             "sub_scores": [
                 {"parameter": s.parameter, "status": s.status, "points": s.points, "value": s.value}
                 for s in news2.sub_scores

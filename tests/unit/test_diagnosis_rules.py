@@ -4,6 +4,8 @@ with the entry at fault named."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import tomllib
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -25,6 +27,7 @@ from schemas.patients import (
 from schemas.vocabulary import Band, Consciousness
 from services.diagnosis.domain import ScoringPolicy, assess
 from services.diagnosis.rules import DEFAULT_RULES, RulesError, load_rules, rules_from_dict
+from services.launcher.processes import wardflow_command
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -113,6 +116,22 @@ def test_a_missing_or_broken_file_is_refused_clearly(tmp_path: Path) -> None:
     broken.write_text("version = \n")
     with pytest.raises(RulesError, match=r"^broken\.toml: not valid TOML"):
         load_rules(str(broken))
+
+
+def test_the_service_refuses_to_start_on_a_bad_rules_file(tmp_path: Path) -> None:
+    broken = tmp_path / "hospital.toml"
+    text = resources.files("services.diagnosis").joinpath("rules.toml").read_text()
+    broken.write_text(text.replace("medium_from = 5", "medium_from = 8"))
+    env = {**os.environ, "WARDFLOW_RULES_FILE": str(broken), "WARDFLOW_METRICS_PORT": "0"}
+    done = subprocess.run(
+        [*wardflow_command(), "service", "diagnosis"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "diagnosis: rules file: hospital.toml: news2.bands: Value error, high_from must be above"
+        " medium_from"
+    )
 
 
 def test_a_hospital_chart_changes_the_score() -> None:

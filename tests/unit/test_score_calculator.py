@@ -30,6 +30,9 @@ def test_a_deteriorating_patient_scores_high_and_positive() -> None:
     # 3 (RR 25) + 3 (SpO2 91) + 2 (oxygen) + 2 (SBP 95) + 2 (HR 125) + 3 (V) + 1 (38.6 C) = 16
     assert (result["news2"]["total"], result["news2"]["band"]) == (16, "high")
     assert result["news2"]["complete"] is True
+    assert result["news2"]["monitoring_frequency"] == "continuous monitoring of vital signs"
+    assert result["news2"]["respond_within_minutes"] == 30
+    assert result["news2"]["rules_version"] == "wardflow-rcp-news2-2017.1"
     assert (result["qsofa"]["total"], result["qsofa"]["positive"]) == (3, True)
     assert result["sirs"]["count"] == 4 and result["sirs"]["positive"] is True
 
