@@ -23,7 +23,7 @@ from schemas.patients import (
     PatientStateUpdated,
 )
 from schemas.vocabulary import Band, Consciousness
-from services.diagnosis.rules import DEFAULT_RULES, Rules
+from services.diagnosis.rules import DEFAULT_RULES, ChartRow, Rules
 
 NEWS2_PARAMETERS: tuple[str, ...] = (
     "respiratory_rate_per_min",
@@ -68,38 +68,68 @@ class ScoringPolicy:
         return self.max_age_seconds.get(parameter, DEFAULT_MAX_AGE_SECONDS)
 
 
+def _lookup(value: float, rows: tuple[tuple[float, int], ...], above: int) -> int:
+    """Points of the first row whose upper bound is at least `value`; `above` past the last row."""
+    for upper, points in rows:
+        if value <= upper:
+            return points
+    return above
+
+
 class Chart:
-    """The NEWS2 chart of a rules file as scoring functions, one per parameter."""
+    """The NEWS2 chart of a rules file as scoring functions, one per parameter (rows copied to
+    plain tuples once: scoring runs per snapshot)."""
 
     def __init__(self, rules: Rules) -> None:
-        self.news2 = rules.news2
+        news2 = self.news2 = rules.news2
+
+        def table(row: ChartRow) -> tuple[tuple[tuple[float, int], ...], int]:
+            return tuple((float(upper), points) for upper, points in row.rows), row.above
+
+        self._respiration = table(news2.respiratory_rate_per_min)
+        self._spo2_scale1 = table(news2.spo2_scale1_percent)
+        self._spo2_scale2 = table(news2.spo2_scale2_percent)
+        self._on_air_zero_above = news2.spo2_scale2_percent.on_air_scores_zero_above
+        self._systolic = table(news2.systolic_bp_mmhg)
+        self._pulse = table(news2.heart_rate_bpm)
+        self._temperature = table(news2.temperature_celsius)
+        self._oxygen = news2.points.supplemental_oxygen
+        self._not_alert = news2.points.not_alert
+        self._points: dict[str, Callable[[Any], int]] = {
+            "respiratory_rate_per_min": self.respiration_points,
+            "spo2_percent": self.spo2_scale1_points,
+            "supplemental_oxygen": self.oxygen_points,
+            "systolic_bp_mmhg": self.systolic_points,
+            "heart_rate_bpm": self.pulse_points,
+            "consciousness": lambda level: self.consciousness_points(Consciousness(level)),
+            "temperature_celsius": self.temperature_points,
+        }
 
     def respiration_points(self, rate: float) -> int:
-        return self.news2.respiratory_rate_per_min.points(rate)
+        return _lookup(rate, *self._respiration)
 
     def spo2_scale1_points(self, percent: float) -> int:
-        return self.news2.spo2_scale1_percent.points(percent)
+        return _lookup(percent, *self._spo2_scale1)
 
     def spo2_scale2_points(self, percent: float, on_oxygen: bool) -> int:
-        chart = self.news2.spo2_scale2_percent
-        if not on_oxygen and percent > chart.on_air_scores_zero_above:
+        if not on_oxygen and percent > self._on_air_zero_above:
             return 0
-        return chart.points(percent)
+        return _lookup(percent, *self._spo2_scale2)
 
     def oxygen_points(self, on_oxygen: bool) -> int:
-        return self.news2.points.supplemental_oxygen if on_oxygen else 0
+        return self._oxygen if on_oxygen else 0
 
     def systolic_points(self, mmhg: float) -> int:
-        return self.news2.systolic_bp_mmhg.points(mmhg)
+        return _lookup(mmhg, *self._systolic)
 
     def pulse_points(self, bpm: float) -> int:
-        return self.news2.heart_rate_bpm.points(bpm)
+        return _lookup(bpm, *self._pulse)
 
     def consciousness_points(self, level: Consciousness) -> int:
-        return 0 if level == Consciousness.ALERT else self.news2.points.not_alert
+        return 0 if level == Consciousness.ALERT else self._not_alert
 
     def temperature_points(self, celsius: float) -> int:
-        return self.news2.temperature_celsius.points(celsius)
+        return _lookup(celsius, *self._temperature)
 
     def band_for(self, aggregate: int, any_single_red: bool) -> Band:
         bands = self.news2.bands
@@ -110,15 +140,8 @@ class Chart:
         return Band.LOW_MEDIUM if any_single_red else Band.LOW
 
     def points_by_parameter(self) -> dict[str, Callable[[Any], int]]:
-        return {
-            "respiratory_rate_per_min": self.respiration_points,
-            "spo2_percent": self.spo2_scale1_points,
-            "supplemental_oxygen": self.oxygen_points,
-            "systolic_bp_mmhg": self.systolic_points,
-            "heart_rate_bpm": self.pulse_points,
-            "consciousness": lambda level: self.consciousness_points(Consciousness(level)),
-            "temperature_celsius": self.temperature_points,
-        }
+        """Parameter -> scoring function (a fresh dict: scale 2 replaces the SpO2 entry)."""
+        return dict(self._points)
 
 
 _CHARTS: dict[int, Chart] = {}
@@ -189,7 +212,7 @@ def active_override(
     care: CarePlan, parameter: str, value: float | str | bool | None, now: datetime
 ) -> ParameterOverride | None:
     """The clinician's override in force whose range covers this reading (it then scores 0)."""
-    if not isinstance(value, float | int) or isinstance(value, bool):
+    if not care.overrides or not isinstance(value, float | int) or isinstance(value, bool):
         return None
     for override in care.overrides:
         if override.parameter == parameter and now < override.expires_at:
@@ -285,6 +308,8 @@ def assess(
         monitoring_frequency=None if response is None else response.monitoring_frequency,
         respond_within_minutes=None if response is None else response.respond_within_minutes,
         rules_version=rules.version,
+        recommendations=[],  # given, not defaulted: pydantic deep-copies mutable defaults
+        recommendations_withdrawn=[],
         state_version=state.version,
         cause_recorded_at=state.cause_recorded_at,
     )
