@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -129,3 +129,24 @@ class BedTransitionRefused(Event):
     requested_status: BedStatus
     reason: str
     cause_event_id: UUID
+
+
+SnapshotScope = Annotated[str, Field(pattern=r"^(ward|level):[A-Za-z0-9._\-]{1,58}$")]
+
+
+class BedStateSnapshot(Event):
+    """The scheduler's whole live state for one scope, as Redis held it at `taken_at_us`
+    (beds.state, compacted; the latest record per scope wins).
+
+    A `ward:<W>` scope holds the ward's beds, statuses, occupants, reservations and waiting
+    patients; a `level:<L>` scope holds that level of care's critical-care queue. The structures
+    are the Redis hashes and sorted sets by name, values exactly as stored (sorted-set scores as
+    Redis prints them), so `wardflow state rebuild` restores Redis exactly. Patient ids are the
+    ingest pseudonyms, as everywhere past ingest."""
+
+    key_field: ClassVar[str] = "scope"
+    kind: Literal["BedStateSnapshot"] = "BedStateSnapshot"
+    scope: SnapshotScope
+    taken_at_us: int = Field(ge=0, description="Redis server time, microseconds since the epoch.")
+    hashes: dict[str, dict[str, str]]
+    sorted_sets: dict[str, list[tuple[str, str]]]

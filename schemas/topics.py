@@ -32,6 +32,7 @@ from schemas.beds import (
     BedRequestWaiting,
     BedReservationReleased,
     BedReserved,
+    BedStateSnapshot,
     BedStatusChanged,
     BedStatusReported,
     BedTransitionRefused,
@@ -135,6 +136,14 @@ BEDS_AVAILABILITY = TopicSpec(
     "Beds by status per ward, latest record per ward.",
     compacted=True,
 )
+BEDS_STATE = TopicSpec(
+    "beds.state",
+    (BedStateSnapshot,),
+    "scope (ward:<W> or level:<L>)",
+    "The scheduler's live Redis state per ward and per critical-care level, latest record per"
+    " scope: the source `wardflow state rebuild` restores Redis from.",
+    compacted=True,
+)
 SCHEDULING_DECISIONS = TopicSpec(
     "scheduling.decisions",
     (BedAssigned, BedRequestWaiting, BedTransitionRefused, BedReserved, BedReservationReleased),
@@ -152,6 +161,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     PATIENTS_ALERTS,
     BEDS_EVENTS,
     BEDS_AVAILABILITY,
+    BEDS_STATE,
     SCHEDULING_DECISIONS,
 )
 

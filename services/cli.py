@@ -22,6 +22,8 @@ keys_app = typer.Typer(help="API keys for sources that send to ingest.", no_args
 app.add_typer(keys_app, name="keys")
 dlq_app = typer.Typer(help="The dead-letter topic (events.dlq).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+state_app = typer.Typer(help="The scheduler's live state in Redis.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
 
 
 class ServiceName(StrEnum):
@@ -278,3 +280,45 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@state_app.command("rebuild")
+def state_rebuild(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only compare Redis with Kafka; change nothing.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed to read beds.state.")] = 120.0,
+) -> None:
+    """Restore the scheduler's Redis state from beds.state (stop the scheduler first).
+
+    Reads the latest snapshot of every ward and critical-care queue from Kafka and writes each
+    scope that differs back to Redis (REDIS_URL, WARDFLOW_REDIS_KEY_PREFIX). Exit 1 with --check
+    when something differs.
+    """
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from services.scheduler.config import SchedulerSettings
+    from services.scheduler.rebuild import rebuild
+    from services.scheduler.store import RedisBedStore
+
+    settings = SchedulerSettings()
+
+    async def main() -> int:
+        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            store = RedisBedStore(redis, settings.redis_key_prefix)
+            report = await rebuild(settings, store, check_only=check, timeout_seconds=timeout)
+        finally:
+            await redis.aclose()
+        typer.echo(
+            f"beds.state: {report.records_read} records, {len(report.scopes)} scopes;"
+            f" differing from Redis: {len(report.differing)}"
+            + ("" if check else f"; restored: {len(report.restored)}")
+        )
+        for scope in report.differing:
+            typer.echo(f"  {'differs' if check else 'restored'}: {scope}")
+        return 1 if check and report.differing else 0
+
+    raise typer.Exit(asyncio.run(main()))

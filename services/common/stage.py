@@ -83,7 +83,7 @@ class StageRunner:
         *,
         transient_errors: tuple[type[BaseException], ...] = (),
         clock: Callable[[], datetime] = utc_now,
-        prepare: Callable[[], Awaitable[None]] | None = None,
+        prepare: Callable[[], Awaitable[Sequence[Output] | None]] | None = None,
         ticker: Ticker | None = None,
         tick_seconds: float = 1.0,
     ) -> None:
@@ -109,8 +109,11 @@ class StageRunner:
         await producer.start()
         self.producer = producer
         try:
-            if self.prepare is not None:
-                await self.prepare()  # e.g. restore state, before joining the group
+            if self.prepare is not None:  # e.g. restore or publish state, before joining the group
+                prepared = await self.prepare() or []
+                sent = [await self._send(producer, output) for output in prepared]
+                if sent:
+                    await asyncio.gather(*sent)
             await consumer.start()
             try:
                 next_tick = 0.0

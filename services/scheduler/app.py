@@ -19,12 +19,19 @@ from schemas.beds import (
     BedRequestWaiting,
     BedReservationReleased,
     BedReserved,
+    BedStateSnapshot,
     BedStatusChanged,
     BedStatusReported,
     BedTransitionRefused,
     WardAvailabilityUpdated,
 )
-from schemas.topics import BEDS_AVAILABILITY, BEDS_EVENTS, SCHEDULING_DECISIONS, TopicSpec
+from schemas.topics import (
+    BEDS_AVAILABILITY,
+    BEDS_EVENTS,
+    BEDS_STATE,
+    SCHEDULING_DECISIONS,
+    TopicSpec,
+)
 from schemas.vocabulary import BedStatus, LevelOfCare
 from services.common import metrics
 from services.common.hospital import HospitalLayout
@@ -89,6 +96,37 @@ class Scheduler:
         self.layout = layout
 
     async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
+        """Apply one event; then publish a snapshot of every ward or queue it touched, so the
+        compacted beds.state always holds Redis's latest state (`wardflow state rebuild`)."""
+        outputs = await self._handle(spec, event)
+        return [*outputs, *await self.snapshots(self.store.take_touched())]
+
+    async def snapshots(self, scopes: Sequence[str]) -> list[Output]:
+        outputs = []
+        for scope in scopes:
+            taken = await self.store.snapshot(scope)
+            now = datetime.now(UTC)
+            snapshot = BedStateSnapshot(
+                event_id=uuid5(NAMESPACE_URL, f"wardflow:beds-state:{scope}:{taken.taken_at_us}"),
+                occurred_at=now,
+                recorded_at=now,
+                source=SOURCE,
+                scope=scope,
+                taken_at_us=taken.taken_at_us,
+                hashes=taken.hashes,
+                sorted_sets=taken.sorted_sets,
+            )
+            outputs.append(Output(BEDS_STATE, snapshot))
+        return outputs
+
+    async def initial_snapshots(self) -> list[Output]:
+        """Every ward and critical-care level, once at start: beds.state then describes beds
+        that never changed too."""
+        scopes = [f"ward:{ward.id}" for ward in self.layout.wards]
+        scopes += [f"level:{level.value}" for level in CRITICAL_CARE_LEVELS]
+        return await self.snapshots(scopes)
+
+    async def _handle(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
         if isinstance(event, PatientAdmitted):
             return await self._place(event, event.ward, event.bed)
         if isinstance(event, PatientTransferred):

@@ -344,3 +344,36 @@ end
 return finish(result, SEEN, ARGV[1], ARGV[2])
 """
 )
+
+# Read a scope's structures at one instant. KEYS: the structures; ARGV: their types ('hash' or
+# 'zset'), in the same order. Returns {time = {seconds, microseconds}, data = {flat lists}}.
+SNAPSHOT = """
+local data = {}
+for i, key in ipairs(KEYS) do
+  if ARGV[i] == 'hash' then
+    data[i] = redis.call('HGETALL', key)
+  else
+    data[i] = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  end
+end
+return cjson.encode({time = redis.call('TIME'), data = data})
+"""
+
+# Replace a scope's structures with a snapshot's. KEYS: the structures; ARGV[1]: JSON list, per
+# key, of {type, entries (flat: field, value, ... or member, score, ...)}.
+RESTORE = """
+local structures = cjson.decode(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('DEL', key)
+  local s = structures[i]
+  local entries = s.entries
+  for j = 1, #entries, 2 do
+    if s.type == 'hash' then
+      redis.call('HSET', key, entries[j], entries[j + 1])
+    else
+      redis.call('ZADD', key, entries[j + 1], entries[j])
+    end
+  end
+end
+return #KEYS
+"""

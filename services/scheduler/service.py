@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,7 +17,10 @@ from services.common.stage import StageRunner
 from services.scheduler.api import create_api
 from services.scheduler.app import STAGE, Scheduler
 from services.scheduler.config import SchedulerSettings
+from services.scheduler.rebuild import rebuild
 from services.scheduler.store import RedisBedStore
+
+log = logging.getLogger(__name__)
 
 
 async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
@@ -24,13 +28,20 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         store = RedisBedStore(redis, settings.redis_key_prefix, settings.seen_event_ttl_seconds)
+        # Kafka first: scopes Redis lost (a wipe, a new Redis) come back from beds.state before
+        # the layout's missing beds are created and the first snapshots are published.
+        restored = await rebuild(settings, store, missing_only=True)
+        if restored.restored:
+            log.warning("restored from beds.state scopes=%d", len(restored.restored))
         await store.ensure_layout(layout)
+        scheduler = Scheduler(store, layout)
         runner = StageRunner(
             STAGE,
             settings,
             [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
-            Scheduler(store, layout),
+            scheduler,
             transient_errors=(RedisConnectionError, RedisTimeoutError),
+            prepare=scheduler.initial_snapshots,
         )
         server = http_server(create_api(store, layout), settings.http_host, settings.http_port)
         tasks = [asyncio.create_task(runner.run()), asyncio.create_task(server.serve())]

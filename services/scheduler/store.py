@@ -161,8 +161,39 @@ class LevelResult:
         )
 
 
+WARD_STRUCTURES: tuple[tuple[str, str], ...] = (
+    ("status", "hash"),
+    ("occupant", "hash"),
+    ("patient_bed", "hash"),
+    ("available", "zset"),
+    ("order", "hash"),
+    ("waiting", "zset"),
+    ("reservation", "hash"),
+    ("patient_reserved", "hash"),
+)
+LEVEL_STRUCTURES: tuple[tuple[str, str], ...] = (
+    ("queue", "zset"),
+    ("requests", "hash"),
+    ("patient_request", "hash"),
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A scope's structures at one Redis instant: name -> {field: value} or [(member, score)]."""
+
+    scope: str
+    taken_at_us: int
+    hashes: dict[str, dict[str, str]]
+    sorted_sets: dict[str, list[tuple[str, str]]]
+
+
 class RedisBedStore:
-    """Bed state per ward, changed only through atomic scripts."""
+    """Bed state per ward, changed only through atomic scripts.
+
+    Every call records the scopes it may have changed (`ward:<W>`, `level:<L>`); the scheduler
+    takes them with `take_touched()` and publishes a snapshot of each to beds.state.
+    """
 
     def __init__(self, redis: Redis, prefix: str = "wardflow", seen_ttl_seconds: int = 604_800):
         self.redis = redis
@@ -174,6 +205,61 @@ class RedisBedStore:
         self._ensure = redis.register_script(scripts.ENSURE_BEDS)
         self._reserve = redis.register_script(scripts.RESERVE)
         self._withdraw = redis.register_script(scripts.WITHDRAW)
+        self._snapshot = redis.register_script(scripts.SNAPSHOT)
+        self._restore = redis.register_script(scripts.RESTORE)
+        self._touched: set[str] = set()
+
+    def take_touched(self) -> list[str]:
+        """The scopes changed (or possibly changed) since the last call, sorted."""
+        touched, self._touched = sorted(self._touched), set()
+        return touched
+
+    def _noted(self, result: ChangeResult) -> ChangeResult:
+        if result.outcome not in ("refused", "unknown_bed", "already"):
+            self._touched.add(f"ward:{result.ward}")
+        return result
+
+    def _structures(self, scope: str) -> tuple[tuple[str, str, str], ...]:
+        """(name, type, key) of every structure of a scope (`ward:<W>` or `level:<L>`)."""
+        kind, _, name = scope.partition(":")
+        structures = WARD_STRUCTURES if kind == "ward" else LEVEL_STRUCTURES
+        base = f"{self.prefix}:{{{kind}:{name}}}"
+        return tuple((part, shape, f"{base}:{part}") for part, shape in structures)
+
+    async def snapshot(self, scope: str) -> Snapshot:
+        """The scope's structures read in one atomic script, stamped with Redis's clock."""
+        structures = self._structures(scope)
+        raw = await self._snapshot(
+            keys=[key for _, _, key in structures], args=[shape for _, shape, _ in structures]
+        )
+        data: dict[str, Any] = json.loads(raw)
+        seconds, micros = (int(part) for part in data["time"])
+        hashes: dict[str, dict[str, str]] = {}
+        sorted_sets: dict[str, list[tuple[str, str]]] = {}
+        for (name, shape, _), flat in zip(structures, data["data"], strict=True):
+            flat = flat or []  # cjson encodes an empty table as {}
+            pairs = list(zip(flat[::2], flat[1::2], strict=True))
+            if shape == "hash":
+                hashes[name] = dict(pairs)
+            else:
+                sorted_sets[name] = pairs
+        return Snapshot(scope, seconds * 1_000_000 + micros, hashes, sorted_sets)
+
+    async def restore(self, snapshot: Snapshot) -> None:
+        """Replace the scope's structures with the snapshot's, atomically."""
+        structures = self._structures(snapshot.scope)
+        payload = []
+        for name, shape, _ in structures:
+            if shape == "hash":
+                entries = [x for pair in snapshot.hashes.get(name, {}).items() for x in pair]
+            else:
+                entries = [x for pair in snapshot.sorted_sets.get(name, []) for x in pair]
+            payload.append({"type": shape, "entries": entries})
+        await self._restore(keys=[key for _, _, key in structures], args=[json.dumps(payload)])
+
+    def scopes(self, layout: HospitalLayout, levels: Sequence[str]) -> list[str]:
+        """Every scope of a layout: its wards and the critical-care levels."""
+        return sorted([f"ward:{w.id}" for w in layout.wards] + [f"level:{lv}" for lv in levels])
 
     def _ward_keys(self, ward: str) -> list[str]:
         base = f"{self.prefix}:{{ward:{ward}}}"
@@ -221,7 +307,7 @@ class RedisBedStore:
             ward,
         ]
         raw = await self._allocate(keys=self._keys(ward, event_id), args=args)
-        return ChangeResult.from_json(raw)
+        return self._noted(ChangeResult.from_json(raw))
 
     async def transition(
         self,
@@ -249,7 +335,7 @@ class RedisBedStore:
             ward,
         ]
         raw = await self._transition(keys=self._keys(ward, event_id, step), args=args)
-        return ChangeResult.from_json(raw)
+        return self._noted(ChangeResult.from_json(raw))
 
     async def reserve(
         self,
@@ -279,6 +365,7 @@ class RedisBedStore:
                 "1" if requeue else "",
             ]
         args += [str(close) if close else "", *wards]
+        self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])
         raw = await self._reserve(keys=self._level_keys(level, wards, event_id, step), args=args)
         return LevelResult.from_json(raw)
 
@@ -290,7 +377,10 @@ class RedisBedStore:
         args: list[str | int] = [self.seen_ttl_seconds, self.channel, level, str(request_id)]
         keys = self._level_keys(level, wards, event_id, "withdraw")
         raw = await self._withdraw(keys=keys, args=[*args, *wards])
-        return LevelResult.from_json(raw)
+        result = LevelResult.from_json(raw)
+        if result.outcome == "withdrawn":
+            self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])
+        return result
 
     async def critical_care_waiting(self, level: str) -> int:
         return int(await self.redis.zcard(f"{self.prefix}:{{level:{level}}}:queue"))

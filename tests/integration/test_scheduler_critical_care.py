@@ -21,6 +21,7 @@ from schemas.beds import (
     BedRequestWaiting,
     BedReservationReleased,
     BedReserved,
+    BedStateSnapshot,
     BedStatusChanged,
     BedStatusReported,
     WardAvailabilityUpdated,
@@ -91,7 +92,10 @@ def reported(bed: str, status: BedStatus, ward: str = "ICU") -> BedStatusReporte
 
 
 def content(event: Any) -> dict[str, Any]:
-    """An output without the times of its making (which are when it was produced)."""
+    """An output without the times of its making (which are when it was produced). A state
+    snapshot is identified by the moment Redis was read: only its contents are compared."""
+    if isinstance(event, BedStateSnapshot):
+        return event.model_dump(include={"scope", "hashes", "sorted_sets"})
     return event.model_dump(exclude={"occurred_at", "recorded_at", "wait_seconds"})
 
 

@@ -1,0 +1,219 @@
+"""Kafka is the source of truth: Redis wiped, then rebuilt from beds.state, gives back exactly the
+same beds, reservations and queues; and a scheduler restarted on an empty Redis restores them
+itself before it does anything else. Real embedded broker and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from redis.asyncio import Redis
+
+from schemas.beds import BedAssigned, BedReserved
+from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS
+from schemas.vocabulary import BedStatus
+from services.common.embedded import free_port
+from services.common.hospital import layout_from_dict
+from services.common.stage import StageRunner
+from services.scheduler import service
+from services.scheduler.app import Scheduler
+from services.scheduler.config import SchedulerSettings
+from services.scheduler.rebuild import rebuild
+from services.scheduler.store import RedisBedStore
+from tests.integration.test_scheduler_stage import (
+    admitted,
+    bed_requested,
+    discharged,
+    reported,
+)
+from tests.support import RunningStage, collect, eventually, publish
+
+LAYOUT_TOML = """
+version = "rebuild-test"
+[[wards]]
+id = "W1"
+level_of_care = "general"
+beds = 2
+[[wards]]
+id = "H1"
+level_of_care = "hdu"
+beds = 1
+[[wards]]
+id = "I1"
+level_of_care = "icu"
+beds = 1
+"""
+
+
+async def dump(redis: Redis, prefix: str) -> dict[str, Any]:
+    """Every key of the deployment but the idempotency records, with its full contents."""
+    contents: dict[str, Any] = {}
+    async for key in redis.scan_iter(match=f"{prefix}:*"):
+        if ":seen:" in key:
+            continue
+        kind = await redis.type(key)
+        if kind == "hash":
+            contents[key] = await redis.hgetall(key)
+        elif kind == "zset":
+            contents[key] = await redis.zrange(key, 0, -1, withscores=True)
+        else:
+            contents[key] = (kind, await redis.dump(key))
+    return contents
+
+
+async def wipe(redis: Redis, prefix: str) -> None:
+    """FLUSHALL, for this test's keys only (the embedded Redis is shared by the session)."""
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
+    settings_factory: Any, redis_server: Any, unique: str, producer: Any, kafka: Any, tmp_path: Path
+) -> None:
+    layout_file = tmp_path / "layout.toml"
+    layout_file.write_text(LAYOUT_TOML)
+    layout = layout_from_dict(__import__("tomllib").loads(LAYOUT_TOML))
+    settings = await settings_factory(
+        SchedulerSettings,
+        redis_url=redis_server.url,
+        redis_key_prefix=f"t{unique}",
+        hospital_layout=str(layout_file),
+    )
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    store = RedisBedStore(redis, settings.redis_key_prefix)
+    await store.ensure_layout(layout)
+
+    def stage() -> StageRunner:
+        scheduler = Scheduler(store, layout)
+        return StageRunner(
+            "scheduler",
+            settings,
+            [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
+            scheduler,
+            prepare=scheduler.initial_snapshots,
+        )
+
+    icu, hdu, queued = bed_requested("P2", "icu"), bed_requested("P4", "hdu"), None
+    async with RunningStage(stage()):
+        # W1: P1 and P2 take both beds, P3 waits; P1 leaves and the bed goes to cleaning.
+        await publish(producer, settings, EVENTS_CLEAN, admitted("P1"), admitted("P2"))
+        await publish(producer, settings, EVENTS_CLEAN, admitted("P3"))
+        await publish(producer, settings, EVENTS_CLEAN, discharged("P1"))
+        beds = await store.statuses("W1")
+        first_bed = next(iter(sorted(beds)))
+        await eventually(lambda: _status(store, "W1", first_bed, BedStatus.DIRTY))
+        await publish(producer, settings, EVENTS_CLEAN, reported(first_bed, BedStatus.CLEANING))
+        # Critical care: P2 gets the ICU bed, P4 the HDU bed, P5 queues for HDU.
+        queued = bed_requested("P5", "hdu")
+        await publish(producer, settings, PATIENTS_ASSESSMENTS, icu, hdu)
+        await publish(producer, settings, PATIENTS_ASSESSMENTS, queued)
+        await collect(
+            kafka.url,
+            settings,
+            SCHEDULING_DECISIONS,
+            lambda events: (
+                sum(isinstance(e, BedReserved) for e in events) == 2
+                and any(getattr(e, "request_id", None) == queued.event_id for e in events)
+            ),
+        )
+
+        async def kafka_matches_redis() -> bool:
+            report = await rebuild(settings, store, check_only=True, timeout_seconds=30)
+            return not report.differing
+
+        await eventually(kafka_matches_redis)
+
+    before = await dump(redis, settings.redis_key_prefix)
+    assert before[f"t{unique}:{{ward:W1}}:waiting"][0][0] == "P3"
+    assert before[f"t{unique}:{{level:hdu}}:queue"][0][0] == str(queued.event_id)
+
+    await wipe(redis, settings.redis_key_prefix)
+    assert await dump(redis, settings.redis_key_prefix) == {}
+    report = await rebuild(settings, store, timeout_seconds=30)
+    assert set(report.restored) == {"ward:W1", "ward:H1", "ward:I1", "level:hdu", "level:icu"}
+    assert await dump(redis, settings.redis_key_prefix) == before
+
+    # The rebuilt state works: the cleaned bed becomes available and goes to the waiting P3.
+    async with RunningStage(stage()):
+        ready = reported(first_bed, BedStatus.AVAILABLE)
+        await publish(producer, settings, EVENTS_CLEAN, ready)
+        decisions = await collect(
+            kafka.url,
+            settings,
+            SCHEDULING_DECISIONS,
+            lambda events: any(
+                isinstance(e, BedAssigned) and e.cause_event_id == ready.event_id for e in events
+            ),
+        )
+    assigned = next(
+        e for e in decisions if isinstance(e, BedAssigned) and e.cause_event_id == ready.event_id
+    )
+    assert (assigned.patient_id, assigned.bed) == ("P3", first_bed)
+    await redis.aclose()
+
+
+async def test_a_scheduler_started_on_an_empty_redis_restores_it_first(
+    settings_factory: Any, redis_server: Any, unique: str, producer: Any, kafka: Any, tmp_path: Path
+) -> None:
+    layout_file = tmp_path / "layout.toml"
+    layout_file.write_text(LAYOUT_TOML)
+    settings = await settings_factory(
+        SchedulerSettings,
+        redis_url=redis_server.url,
+        redis_key_prefix=f"t{unique}",
+        hospital_layout=str(layout_file),
+        http_port=free_port(),
+        consumer_group=f"g{unique}-scheduler",
+    )
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    store = RedisBedStore(redis, settings.redis_key_prefix)
+
+    async def running(until: Any) -> list[Any]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(settings, stop))
+        try:
+            return await until()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+
+    patient = f"P-{uuid4().hex[:6]}"
+    admission = admitted(patient)
+
+    async def admit() -> list[Any]:
+        await publish(producer, settings, EVENTS_CLEAN, admission)
+        return await collect(
+            kafka.url,
+            settings,
+            SCHEDULING_DECISIONS,
+            lambda events: any(
+                getattr(e, "cause_event_id", None) == admission.event_id for e in events
+            ),
+        )
+
+    await running(admit)
+    await eventually(lambda: _kafka_matches(settings, store))
+    before = await dump(redis, settings.redis_key_prefix)
+    assert patient in before[f"t{unique}:{{ward:W1}}:occupant"].values()
+
+    await wipe(redis, settings.redis_key_prefix)
+
+    async def started() -> list[Any]:
+        await eventually(lambda: _kafka_matches(settings, store))
+        return []
+
+    await running(started)
+    assert await dump(redis, settings.redis_key_prefix) == before
+    await redis.aclose()
+
+
+async def _status(store: RedisBedStore, ward: str, bed: str, status: BedStatus) -> bool:
+    return (await store.statuses(ward)).get(bed) == status
+
+
+async def _kafka_matches(settings: SchedulerSettings, store: RedisBedStore) -> bool:
+    report = await rebuild(settings, store, check_only=True, timeout_seconds=30)
+    return bool(report.scopes) and not report.differing
