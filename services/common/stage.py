@@ -86,11 +86,13 @@ class StageRunner:
         prepare: Callable[[], Awaitable[Sequence[Output] | None]] | None = None,
         ticker: Ticker | None = None,
         tick_seconds: float = 1.0,
+        after_batch: Callable[[], Awaitable[Sequence[Output]]] | None = None,
     ) -> None:
         self.stage = stage
         self.prepare = prepare
         self.ticker = ticker
         self.tick_seconds = tick_seconds
+        self.after_batch = after_batch
         self.settings = settings
         self.handler = handler
         self.transient_errors = transient_errors
@@ -132,6 +134,9 @@ class StageRunner:
                     for records in batch.values():
                         for record in records:
                             pending.extend(await self._process(producer, record))
+                    if self.after_batch is not None:  # e.g. one state snapshot per batch
+                        for output in await self.after_batch():
+                            pending.append(await self._send(producer, output))
                     if pending:
                         await asyncio.gather(*pending)
                     await consumer.commit()

@@ -96,10 +96,13 @@ class Scheduler:
         self.layout = layout
 
     async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
-        """Apply one event; then publish a snapshot of every ward or queue it touched, so the
-        compacted beds.state always holds Redis's latest state (`wardflow state rebuild`)."""
-        outputs = await self._handle(spec, event)
-        return [*outputs, *await self.snapshots(self.store.take_touched())]
+        return await self._handle(spec, event)
+
+    async def touched_snapshots(self) -> list[Output]:
+        """After each batch, before its offsets are committed: a snapshot of every ward or queue
+        the batch touched, so the compacted beds.state always holds Redis's latest state
+        (`wardflow state rebuild`). Once per batch: only the latest state per scope matters."""
+        return await self.snapshots(self.store.take_touched())
 
     async def snapshots(self, scopes: Sequence[str]) -> list[Output]:
         outputs = []

@@ -42,6 +42,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             scheduler,
             transient_errors=(RedisConnectionError, RedisTimeoutError),
             prepare=scheduler.initial_snapshots,
+            after_batch=scheduler.touched_snapshots,
         )
         server = http_server(create_api(store, layout), settings.http_host, settings.http_port)
         tasks = [asyncio.create_task(runner.run()), asyncio.create_task(server.serve())]

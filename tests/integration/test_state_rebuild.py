@@ -11,7 +11,7 @@ from uuid import uuid4
 
 from redis.asyncio import Redis
 
-from schemas.beds import BedAssigned, BedReserved
+from schemas.beds import BedAssigned, BedRequestWaiting, BedReserved
 from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS
 from schemas.vocabulary import BedStatus
 from services.common.embedded import free_port
@@ -94,30 +94,38 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
             [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
             scheduler,
             prepare=scheduler.initial_snapshots,
+            after_batch=scheduler.touched_snapshots,
         )
 
     icu, hdu, queued = bed_requested("P2", "icu"), bed_requested("P4", "hdu"), None
+
+    async def decided(predicate: Any) -> list[Any]:
+        return await collect(kafka.url, settings, SCHEDULING_DECISIONS, predicate)
+
+    def assigned_to(*patients: str) -> Any:
+        return lambda events: (
+            {e.patient_id for e in events if isinstance(e, BedAssigned)} >= set(patients)
+        )
+
     async with RunningStage(stage()):
-        # W1: P1 and P2 take both beds, P3 waits; P1 leaves and the bed goes to cleaning.
+        # W1: P1 and P2 take both beds, then P3 waits; P1 leaves and the bed goes to cleaning.
+        # (Patients are keyed to different partitions: each step waits for the one before.)
         await publish(producer, settings, EVENTS_CLEAN, admitted("P1"), admitted("P2"))
+        await decided(assigned_to("P1", "P2"))
         await publish(producer, settings, EVENTS_CLEAN, admitted("P3"))
+        await decided(lambda events: any(isinstance(e, BedRequestWaiting) for e in events))
         await publish(producer, settings, EVENTS_CLEAN, discharged("P1"))
         beds = await store.statuses("W1")
         first_bed = next(iter(sorted(beds)))
         await eventually(lambda: _status(store, "W1", first_bed, BedStatus.DIRTY))
         await publish(producer, settings, EVENTS_CLEAN, reported(first_bed, BedStatus.CLEANING))
-        # Critical care: P2 gets the ICU bed, P4 the HDU bed, P5 queues for HDU.
+        # Critical care: P2 gets the ICU bed, P4 the HDU bed, then P5 queues for HDU.
         queued = bed_requested("P5", "hdu")
         await publish(producer, settings, PATIENTS_ASSESSMENTS, icu, hdu)
+        await decided(lambda events: sum(isinstance(e, BedReserved) for e in events) == 2)
         await publish(producer, settings, PATIENTS_ASSESSMENTS, queued)
-        await collect(
-            kafka.url,
-            settings,
-            SCHEDULING_DECISIONS,
-            lambda events: (
-                sum(isinstance(e, BedReserved) for e in events) == 2
-                and any(getattr(e, "request_id", None) == queued.event_id for e in events)
-            ),
+        await decided(
+            lambda events: any(getattr(e, "request_id", None) == queued.event_id for e in events)
         )
 
         async def kafka_matches_redis() -> bool:
