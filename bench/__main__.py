@@ -21,7 +21,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import diagnosis, ingest, scoring, stages
+from bench import diagnosis, ingest, scheduler, scoring, stages
 from bench.common import Options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +107,7 @@ FAMILIES: dict[str, tuple[Family, Rows]] = {
     "stages": (stages.run, stages.table_rows),
     "scoring": (scoring.run, scoring.table_rows),
     "diagnosis": (diagnosis.run, diagnosis.table_rows),
+    "scheduler": (scheduler.run, scheduler.table_rows),
 }
 
 

@@ -1,0 +1,226 @@
+"""The scheduler under a steady stream of bed requests: allocation decision latency and rate.
+
+The embedded broker and Redis, and `wardflow service scheduler` as a process with a layout of
+1,000 general beds. The bench writes PatientAdmitted events without a bed to events.clean at
+REQUESTS_PER_SECOND (as cleaning would), with `recorded_at` = the moment it sends; the scheduler
+allocates each atomically in Redis and publishes BedAssigned. Latency = the BedAssigned record's
+broker timestamp - the admission's send time: the decision is published after Redis was updated,
+so it covers request in -> Redis updated -> decision published. To keep beds free, every
+assigned patient is discharged DISCHARGE_AFTER_SECONDS later and housekeeping cleans the bed
+(dirty -> cleaning -> available): the scheduler takes in about four events per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import Options, Stack, cpu_seconds, latency_summary, running_stack
+from bench.stages import stage_counts
+from schemas.topics import EVENTS_CLEAN, SCHEDULING_DECISIONS
+from services.common.embedded import EmbeddedServer, free_port, start_redis
+from services.common.kafka import topic
+
+REQUESTS_PER_SECOND = 200.0
+WARDS = 20
+BEDS_PER_WARD = 50
+DISCHARGE_AFTER_SECONDS = 2.0
+SEND_SLICE_SECONDS = 0.01
+TARGET_P99_MS = 10.0
+
+
+def layout_toml() -> str:
+    wards = [
+        f'[[wards]]\nid = "GW{n:02d}"\nlevel_of_care = "general"\nbeds = {BEDS_PER_WARD}\n'
+        for n in range(WARDS)
+    ]
+    return 'version = "bench"\n\n' + "\n".join(wards)
+
+
+def envelope(kind: str, key: str, **fields: Any) -> tuple[bytes, bytes]:
+    now = datetime.now(UTC).isoformat()
+    body = {"kind": kind, "event_id": str(uuid4()), "occurred_at": now, "recorded_at": now,
+            "source": "bench", **fields}  # fmt: skip
+    return key.encode(), orjson.dumps(body)
+
+
+class Hospital:
+    """Sends the admissions on a timetable and, for every assignment read back, the discharge
+    and the housekeeping that free the bed again."""
+
+    def __init__(self, producer: AIOKafkaProducer, clean_topic: str) -> None:
+        self.producer = producer
+        self.topic = clean_topic
+        self.sent_at: dict[str, float] = {}  # patient -> wall-clock send time (epoch seconds)
+        self.window = (float("inf"), float("inf"))
+        self.latencies: list[float] = []
+        self.kinds: Counter[str] = Counter()
+        self.followers: set[asyncio.Task[None]] = set()
+
+    async def admit_on_timetable(self, seconds: float) -> int:
+        sent, started, number = 0, time.perf_counter(), 0
+        total = int(seconds * REQUESTS_PER_SECOND)
+        while sent < total:
+            due = min(total, int((time.perf_counter() - started) * REQUESTS_PER_SECOND) + 1)
+            for _ in range(due - sent):
+                patient, ward = f"B{number:07d}", f"GW{number % WARDS:02d}"
+                number += 1
+                self.sent_at[patient] = time.time()
+                key, value = envelope("PatientAdmitted", patient, patient_id=patient, ward=ward)
+                await self.producer.send(self.topic, value=value, key=key)
+            sent = due
+            await asyncio.sleep(SEND_SLICE_SECONDS)
+        await self.producer.flush()
+        return sent
+
+    async def read(self, kafka_url: str, decisions_topic: str, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            decisions_topic,
+            bootstrap_servers=kafka_url,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=10,
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=5_000)
+                for records in batch.values():
+                    for record in records:
+                        self.decided(orjson.loads(record.value or b"{}"), record.timestamp / 1000)
+        finally:
+            await consumer.stop()
+
+    def decided(self, body: dict[str, Any], broker_seconds: float) -> None:
+        kind = str(body.get("kind"))
+        self.kinds[kind] += 1
+        if kind != "BedAssigned":
+            return
+        patient, ward, bed = body["patient_id"], body["ward"], body["bed"]
+        sent = self.sent_at.get(patient)
+        if sent is not None and self.window[0] <= sent <= self.window[1]:
+            self.latencies.append(broker_seconds - sent)
+        task = asyncio.create_task(self.free_later(patient, ward, bed))
+        self.followers.add(task)
+        task.add_done_callback(self.followers.discard)
+
+    async def free_later(self, patient: str, ward: str, bed: str) -> None:
+        await asyncio.sleep(DISCHARGE_AFTER_SECONDS)
+        for kind, fields, key in (
+            ("PatientDischarged", {"patient_id": patient, "ward": ward}, patient),
+            ("BedStatusReported", {"ward": ward, "bed": bed, "status": "cleaning"}, ward),
+            ("BedStatusReported", {"ward": ward, "bed": bed, "status": "available"}, ward),
+        ):
+            k, value = envelope(kind, key, **fields)
+            await self.producer.send(self.topic, value=value, key=k)
+            await asyncio.sleep(0.2)  # housekeeping takes a moment between steps
+
+
+async def run(options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    async with running_stack(options.log_dir) as stack:
+        redis = await start_redis(options.log_dir, options.log_dir / "redis")
+        try:
+            return await measure(stack, options, redis)
+        finally:
+            redis.stop()
+
+
+async def measure(
+    stack: Stack, options: Options, redis: EmbeddedServer
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    redis_url = redis.url
+    layout = Path(options.log_dir) / "bench-layout.toml"
+    layout.write_text(layout_toml())
+    env = {"WARDFLOW_TOPIC_PREFIX": stack.settings.topic_prefix,
+           "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10", "REDIS_URL": redis_url,
+           "WARDFLOW_HOSPITAL_LAYOUT": str(layout), "WARDFLOW_HTTP_PORT": str(free_port()),
+           "WARDFLOW_API_KEYS": "bench-reader"}  # fmt: skip
+    await stack.start_service("scheduler", env)
+    urls = {"scheduler": f"http://127.0.0.1:{stack.metrics_ports['scheduler']}/metrics"}
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_url, acks="all", linger_ms=2)
+    await producer.start()
+    hospital = Hospital(producer, topic(stack.settings, EVENTS_CLEAN))
+    stop_reading = asyncio.Event()
+    reader = asyncio.create_task(
+        hospital.read(stack.kafka_url, topic(stack.settings, SCHEDULING_DECISIONS), stop_reading)
+    )
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            sending = asyncio.create_task(
+                hospital.admit_on_timetable(options.warmup_seconds + options.duration_seconds)
+            )
+            await asyncio.sleep(options.warmup_seconds)
+            wall, started = time.time(), time.perf_counter()
+            hospital.window = (wall, wall + options.duration_seconds)
+            before = await stage_counts(client, urls)
+            pids = {**stack.pids(), "redis": redis.process.pid}
+            cpu_before = cpu_seconds(pids)
+            await asyncio.sleep(options.duration_seconds)
+            cpu_after = cpu_seconds(pids)
+            after = await stage_counts(client, urls)
+            elapsed = time.perf_counter() - started
+            total = await sending
+            await asyncio.sleep(DISCHARGE_AFTER_SECONDS + 2.0)  # the last decisions arrive
+    finally:
+        stop_reading.set()
+        await reader
+        for task in list(hospital.followers):
+            task.cancel()
+        await producer.stop()
+    cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after}
+    in_window = len(hospital.latencies)
+    latency = latency_summary(hospital.latencies)
+    p99 = latency.get("p99")
+    result = {
+        "name": "allocation_200",
+        "description": f"{REQUESTS_PER_SECOND:,.0f} admissions without a bed/s over {WARDS} "
+        f"general wards of {BEDS_PER_WARD} beds, each discharged {DISCHARGE_AFTER_SECONDS:g} s "
+        "after its bed and the bed cleaned (about 4 scheduler events per request); scheduler as "
+        "a process on the embedded broker and Redis; latency = BedAssigned broker timestamp - "
+        "admission send time",
+        "offered_per_second": REQUESTS_PER_SECOND,
+        "allocations_per_second": round(in_window / elapsed, 1),
+        "scheduler_events_per_second": round(
+            (after["scheduler"] - before["scheduler"]) / elapsed, 1
+        ),
+        "decision_latency_ms": latency,
+        "latency_samples": in_window,
+        "cpu_seconds": cpu,
+        "cpu_utilisation": {name: round(cpu[name] / elapsed, 3) for name in cpu},
+        "requests_sent": total,
+        "target": {
+            "text": f"decision p99 < {TARGET_P99_MS:g} ms at {REQUESTS_PER_SECOND:,.0f} requests/s",
+            "met": p99 is not None and p99 < TARGET_P99_MS,
+        },
+    }
+    checks = {
+        "requests sent (warm-up and window)": total,
+        "records on scheduling.decisions, by kind": dict(sorted(hospital.kinds.items())),
+    }
+    return [result], checks
+
+
+def table_rows(scenarios: list[dict[str, Any]]) -> list[list[str]]:
+    rows = [["scenario", "offered/s", "allocations/s", "scheduler events in/s",
+             "decision p50/p95/p99 ms", "CPU scheduler/redis/broker/client", "target"]]  # fmt: skip
+    for s in scenarios:
+        lat, cpu, target = s["decision_latency_ms"], s["cpu_utilisation"], s["target"]
+        rows.append([
+            s["name"], f"{s['offered_per_second']:,.0f}", f"{s['allocations_per_second']:,.1f}",
+            f"{s['scheduler_events_per_second']:,.0f}",
+            " / ".join("-" if lat[k] is None else f"{lat[k]:.2f}" for k in ("p50", "p95", "p99")),
+            " / ".join(
+                f"{cpu.get(n, 0.0):.0%}" for n in ("scheduler", "redis", "broker", "client")
+            ),
+            f"{target['text']}: {'met' if target['met'] else 'MISSED'}",
+        ])  # fmt: skip
+    return rows
