@@ -106,8 +106,14 @@ def service(name: ServiceName) -> None:
     else:
         from services.scheduler import service as scheduler
         from services.scheduler.config import SchedulerSettings
+        from services.scheduler.policy import PolicyError, configured_policy
 
         scheduler_settings = SchedulerSettings()
+        try:
+            configured_policy()  # refused before anything starts, with every entry at fault
+        except PolicyError as error:
+            typer.echo(f"scheduler: policy file: {error}", err=True)
+            raise typer.Exit(2) from None
         run_service(
             name.value, scheduler_settings, lambda stop: scheduler.run(scheduler_settings, stop)
         )
@@ -184,8 +190,14 @@ def schemas_check() -> None:
 def keys_new(
     source: Annotated[str, typer.Option(help="The source's name, e.g. bedside-gateway.")],
     kinds: Annotated[
-        list[str], typer.Option("--kind", help="An event kind it may send; repeat. Default: all.")
+        list[str],
+        typer.Option(
+            "--kind", help="An event kind it may send; repeat. Default: all (none with --read)."
+        ),
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    read: Annotated[
+        bool, typer.Option("--read", help="It may read the scheduler's API (bed boards).")
+    ] = False,
 ) -> None:
     """Make a new API key: give the key to the sender, put the printed table in the sources file."""
     from services.ingest.sources import KNOWN_KINDS, new_key, unknown_kinds
@@ -197,7 +209,7 @@ def keys_new(
             param_hint="--kind",
         )
     key, digest = new_key()
-    allowed = ", ".join(f'"{kind}"' for kind in kinds) if kinds else '"*"'
+    allowed = ", ".join(f'"{kind}"' for kind in kinds) if kinds or read else '"*"'
     typer.echo(
         f"# API key for {source} (shown once; give it to the sender, store it nowhere else):"
     )
@@ -206,6 +218,8 @@ def keys_new(
     typer.echo(f'name = "{source}"')
     typer.echo(f'key_sha256 = "{digest}"')
     typer.echo(f"kinds = [{allowed}]")
+    if read:
+        typer.echo("read = true")
 
 
 def _utc_timestamp(text: str) -> datetime:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from schemas.base import Event
 from schemas.codec import decode_python
 from schemas.topics import EVENTS_RAW
+from services.common.auth import bearer_token as bearer_token  # re-exported: ingest's rules
 from services.common.errors import describe
 from services.ingest.guards import pseudonymise
 from services.ingest.sources import Source
@@ -53,13 +54,6 @@ class BatchRefused(Exception):
         self.reason = reason
         self.problems = problems
         self.retry_after_seconds = retry_after_seconds
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header; empty when there is none."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return ""
-    return authorization.removeprefix("Bearer ").strip()
 
 
 def items_of(body: Any, max_events: int) -> list[Any]:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 from uuid import NAMESPACE_URL, uuid5
 
@@ -27,6 +26,7 @@ from schemas.base import Event
 from schemas.codec import encode
 from schemas.topics import EVENTS_RAW
 from services.common import metrics
+from services.common.auth import plain_keys, read_sources_file
 from services.common.kafka import BatchWriter
 from services.ingest.config import IngestSettings
 from services.ingest.domain import BatchRefused, Problem, prepare
@@ -68,15 +68,15 @@ def digest(body: bytes | str) -> str:
 def load_registry(settings: IngestSettings) -> SourceRegistry:
     sources = []
     if settings.sources_file:
-        text = Path(settings.sources_file).read_text(encoding="utf-8")
         sources += sources_from_toml(
-            text,
+            read_sources_file(settings.sources_file),
             default_rate=settings.default_rate_per_second,
             default_burst=settings.default_burst,
         )
-    plain = {name: key.get_secret_value() for name, key in settings.api_keys.items()}
     sources += dev_sources(
-        plain, rate=settings.default_rate_per_second, burst=settings.default_burst
+        plain_keys(settings.api_keys),
+        rate=settings.default_rate_per_second,
+        burst=settings.default_burst,
     )
     return SourceRegistry(sources)
 

@@ -9,7 +9,8 @@ from fastapi import Request, Response
 from prometheus_client import Counter
 
 from services.common import metrics
-from services.ingest.domain import BatchRefused, Problem, bearer_token
+from services.common.auth import bearer_token
+from services.ingest.domain import BatchRefused, Problem
 from services.ingest.gateway import STAGE, Gateway
 from services.ingest.sources import Source
 

@@ -161,8 +161,9 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
             env = {**common_env, "WARDFLOW_METRICS_PORT": str(metrics_ports[name])}
             if name in http_ports:
                 env["WARDFLOW_HTTP_PORT"] = str(http_ports[name])
-            if name == "ingest":
+            if name in ("ingest", "scheduler"):  # one dev key: send to ingest, read the scheduler
                 env["WARDFLOW_API_KEYS"] = json.dumps({DEV_SOURCE: api_key})
+            if name == "ingest":
                 env["WARDFLOW_PSEUDONYM_KEY"] = pseudonym_key
                 env["WARDFLOW_MLLP_PORT"] = str(mllp_port)
             stack.services.append(start_process(name, ["service", name], env, logs))

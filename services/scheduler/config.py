@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
+from services.common.auth import strong_dev_keys
 from services.common.settings import ServiceSettings
 
 
@@ -17,6 +18,26 @@ class SchedulerSettings(ServiceSettings):
     hospital_layout: str = Field(
         default="", description="Path to a hospital layout TOML; empty uses the built-in example."
     )
+    scheduler_policy_file: str = Field(
+        default="",
+        description="Reviewed scheduling policy (TOML): critical-care queue priority credits and"
+        " the bed tariff. Empty: the built-in services/scheduler/policy.toml.",
+    )
     seen_event_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long applied event ids are remembered."
     )
+    sources_file: str = Field(
+        default="",
+        description="The sources file ingest reads (TOML [[sources]]): entries with `read = true` "
+        "may read the HTTP API with `Authorization: Bearer <key>`.",
+    )
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Development only: name -> plain API key, as JSON, the same variable as "
+        "ingest's (WARDFLOW_API_KEYS). Every such key may read the HTTP API.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_strong(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return strong_dev_keys(keys)

@@ -10,6 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS
+from services.common.auth import KeyEntry, KeyRing, plain_keys, read_sources_file, readers
 from services.common.hospital import load_layout
 from services.common.http import http_server
 from services.common.runtime import until_stopped
@@ -23,8 +24,16 @@ from services.scheduler.store import RedisBedStore
 log = logging.getLogger(__name__)
 
 
+def load_readers(settings: SchedulerSettings) -> KeyRing[KeyEntry]:
+    """Who may read the HTTP API: sources-file entries with `read = true`, and dev keys."""
+    return readers(read_sources_file(settings.sources_file), plain_keys(settings.api_keys))
+
+
 async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     layout = load_layout(settings.hospital_layout)
+    keys = load_readers(settings)  # configuration errors stop the process here
+    if not keys.holders:
+        log.warning("no readers configured: every /v1 request will be refused with 401")
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         store = RedisBedStore(redis, settings.redis_key_prefix, settings.seen_event_ttl_seconds)
@@ -44,11 +53,14 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             prepare=scheduler.initial_snapshots,
             after_batch=scheduler.touched_snapshots,
         )
-        server = http_server(create_api(store, layout), settings.http_host, settings.http_port)
+        closing = asyncio.Event()  # ends open event streams, so the server can stop
+        api = create_api(store, layout, keys, closing=closing)
+        server = http_server(api, settings.http_host, settings.http_port)
         tasks = [asyncio.create_task(runner.run()), asyncio.create_task(server.serve())]
         try:
             await until_stopped(stop, *tasks)
         finally:
+            closing.set()
             runner.stop()
             server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)

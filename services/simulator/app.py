@@ -191,13 +191,19 @@ def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-async def dirty_beds(client: httpx.AsyncClient, scheduler_url: str) -> list[tuple[str, str]] | None:
-    """Every `(ward, bed)` the scheduler reports dirty, or None if any ward could not be read."""
+async def dirty_beds(
+    client: httpx.AsyncClient, scheduler_url: str, api_key: str = ""
+) -> list[tuple[str, str]] | None:
+    """Every `(ward, bed)` the scheduler reports dirty, or None if any ward could not be read.
+    The scheduler's API wants the same key as ingest (a reader's key)."""
     base = scheduler_url.rstrip("/")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         responses = await asyncio.gather(
             *(
-                client.get(f"{base}/v1/wards/{ward}/beds", timeout=PROBE_TIMEOUT_SECONDS)
+                client.get(
+                    f"{base}/v1/wards/{ward}/beds", headers=headers, timeout=PROBE_TIMEOUT_SECONDS
+                )
                 for ward in WARDS
             )
         )
@@ -259,7 +265,9 @@ async def _simulate(
             break
         if settings.housekeeping_poll_seconds and elapsed >= next_poll:
             next_poll = elapsed + settings.housekeeping_poll_seconds
-            dirty = await dirty_beds(client, settings.scheduler_url)
+            dirty = await dirty_beds(
+                client, settings.scheduler_url, settings.api_key.get_secret_value()
+            )
             if dirty is None:  # the scheduler is unreachable: no housekeeping this round
                 stats.housekeeping_polls_failed += 1
             else:

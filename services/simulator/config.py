@@ -71,7 +71,8 @@ class SimulatorSettings(BaseSettings):
     )
     scheduler_url: str = Field(
         default="http://127.0.0.1:8081",
-        description="Where housekeeping learns dirty beds: GET /v1/wards/{ward}/beds.",
+        description="Where housekeeping learns dirty beds: GET /v1/wards/{ward}/beds, with "
+        "`api_key` (the scheduler must accept it as a reader).",
     )
     housekeeping_poll_seconds: float = Field(
         default=5.0, ge=0, description="Real seconds between dirty-bed polls; 0 disables."

@@ -135,7 +135,11 @@ async def test_events_through_ingest_come_out_as_assessments_and_a_bed(tmp_path:
                 await redis.aclose()
             assert (status, occupant) == ("occupied", patient), "Redis holds the pseudonym only"
 
-            wards = (await client.get(f"{stack['scheduler_url']}/v1/wards")).json()["wards"]
+            scheduler_url = stack["scheduler_url"]
+            assert (await client.get(f"{scheduler_url}/v1/wards")).status_code == 401
+            answer = (await client.get(f"{scheduler_url}/v1/wards", headers=headers)).json()
+            assert answer["source"] == "redis-live-state"
+            wards = answer["wards"]
             ward_a = next(w for w in wards if w["ward"] == "WARD-A")
             assert ward_a["beds_by_status"]["occupied"] == 1
 

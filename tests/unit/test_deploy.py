@@ -411,3 +411,8 @@ def test_the_example_sources_file_is_valid() -> None:
     assert not care.may_send("PatientAdmitted")
     assert registry.by_hl7_sender("EPIC", "MAINHOSP") is not None
     assert registry.by_hl7_sender("OTHER", "MAINHOSP") is None
+    board = next(s for s in registry.sources if s.name == "bed-board")
+    assert not board.kinds, "a board reads the scheduler's API and sends nothing"
+    from services.common.auth import readers
+
+    assert {r.name for r in readers(text, {}).holders} == {"housekeeping", "bed-board"}

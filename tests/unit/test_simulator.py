@@ -20,6 +20,7 @@ from services.diagnosis import domain as rules
 from services.simulator.app import (
     LoadPacer,
     SimulatorStats,
+    dirty_beds,
     hospital_config,
     retry_after_seconds,
 )
@@ -32,6 +33,7 @@ from services.simulator.domain import (
     MEDIUM_BAND_SEVERITY,
     WARD_A,
     WARD_B,
+    WARDS,
     Hospital,
     HospitalConfig,
     alert_crossings,
@@ -754,3 +756,20 @@ def test_settings_pass_the_clinical_knobs_to_the_hospital() -> None:
     assert (defaults.ceiling_general_fraction, defaults.ceiling_hdu_fraction) == (0.08, 0.05)
     with pytest.raises(ValueError, match="must not exceed 1"):
         SimulatorSettings(ceiling_general_fraction=0.7, ceiling_hdu_fraction=0.4)
+
+
+async def test_housekeeping_reads_the_scheduler_with_the_api_key() -> None:
+    def scheduler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") != "Bearer sim-key-0123456789":
+            return httpx.Response(401, json={"detail": "a valid key is required"})
+        ward = request.url.path.split("/")[3]
+        beds = [
+            {"bed": f"{ward}-01", "status": "dirty"},
+            {"bed": f"{ward}-02", "status": "available"},
+        ]
+        return httpx.Response(200, json={"as_of": "x", "source": "redis-live-state", "beds": beds})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(scheduler)) as client:
+        assert await dirty_beds(client, "http://scheduler") is None, "no key: no housekeeping"
+        dirty = await dirty_beds(client, "http://scheduler/", "sim-key-0123456789")
+    assert dirty == [(ward, f"{ward}-01") for ward in WARDS]
