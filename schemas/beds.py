@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
 
-from schemas.base import Event, Identifier
+from schemas.base import Contract, Event, Identifier
 from schemas.vocabulary import BedStatus, LevelOfCare
 
 
@@ -45,8 +46,22 @@ class WardAvailabilityUpdated(Event):
     total_beds: int
 
 
+class CostEstimate(Contract):
+    """What a bed costs per day of stay under the scheduler's reviewed tariff, and on what basis.
+
+    An estimate for transparency, not a bill: the length of stay is not known when the bed is
+    given. `per_day` is exact (a decimal string in JSON), in `currency` (ISO 4217)."""
+
+    tariff_version: str = Field(min_length=1, max_length=64)
+    level_of_care: LevelOfCare
+    per_day: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    basis: str = Field(min_length=1, max_length=300)
+
+
 class BedAssigned(Event):
-    """The scheduler gave a bed to a patient (scheduling.decisions)."""
+    """The scheduler gave a bed to a patient (scheduling.decisions); `cost_estimate` is the
+    bed's cost per day under the scheduler's tariff (absent on decisions made before it)."""
 
     key_field: ClassVar[str] = "ward"
     kind: Literal["BedAssigned"] = "BedAssigned"
@@ -55,6 +70,7 @@ class BedAssigned(Event):
     bed: Identifier
     cause_event_id: UUID
     wait_seconds: float = Field(ge=0)
+    cost_estimate: CostEstimate | None = None
 
 
 CriticalCareLevelOfCare = Literal[LevelOfCare.HDU, LevelOfCare.ICU]
@@ -80,7 +96,8 @@ class BedRequestWaiting(Event):
 
 class BedReserved(Event):
     """An HDU/ICU bed is held for a critical-care request until the patient arrives
-    (scheduling.decisions). `wait_seconds` runs from the request to the reservation."""
+    (scheduling.decisions). `wait_seconds` runs from the request to the reservation;
+    `cost_estimate` is the bed's cost per day under the scheduler's tariff."""
 
     key_field: ClassVar[str] = "ward"
     kind: Literal["BedReserved"] = "BedReserved"
@@ -91,6 +108,7 @@ class BedReserved(Event):
     level_of_care: CriticalCareLevelOfCare
     wait_seconds: float = Field(ge=0)
     cause_event_id: UUID
+    cost_estimate: CostEstimate | None = None
 
 
 class BedReservationReleased(Event):

@@ -38,10 +38,16 @@ from services.common.hospital import HospitalLayout
 from services.common.stage import Output, Rejected
 from services.scheduler.domain import (
     CRITICAL_CARE_LEVELS,
+    ORIGINS,
+    cost_estimate,
     count_by_status,
     critical_care_level,
+    placement_origin,
+    queue_score,
+    wait_band,
     wards_at_level,
 )
+from services.scheduler.policy import SchedulingPolicy, configured_policy
 from services.scheduler.store import (
     Assignment,
     CareRequest,
@@ -69,6 +75,13 @@ TIME_TO_BED_SECONDS = Histogram(
     ["level_of_care"],
     buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
 )
+BED_WAIT_SECONDS = Histogram(
+    "wardflow_bed_wait_seconds",
+    "From the bed request to the bed (reserved or assigned), by acuity band (low, low_medium,"
+    " medium, high, unknown) and origin (emergency, ward, critical_care, transfer): fairness.",
+    ["band", "origin"],
+    buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+)
 CRITICAL_CARE_REQUESTS = Counter(
     "wardflow_critical_care_requests_total",
     "Critical-care bed request decisions: reserved, waiting, withdrawn, or no_ward (the layout has"
@@ -91,9 +104,22 @@ class Scheduler:
     """Applies clean events and critical-care bed requests to the bed store and says what
     happened on Kafka."""
 
-    def __init__(self, store: RedisBedStore, layout: HospitalLayout) -> None:
+    def __init__(
+        self,
+        store: RedisBedStore,
+        layout: HospitalLayout,
+        policy: SchedulingPolicy | None = None,
+    ) -> None:
+        """`policy`: queue priority and tariff; default the file WARDFLOW_SCHEDULER_POLICY_FILE
+        names (empty: the built-in services/scheduler/policy.toml)."""
         self.store = store
         self.layout = layout
+        self.policy = policy if policy is not None else configured_policy()
+        log.info(
+            "scheduling policy version=%s tariff=%s",
+            self.policy.version,
+            self.policy.tariff.version,
+        )
 
     async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
         return await self._handle(spec, event)
@@ -171,8 +197,13 @@ class Scheduler:
     ) -> list[Output]:
         self._known_ward(ward)
         if bed is None:
+            from_ward = event.from_ward if isinstance(event, PatientTransferred) else None
             result = await self.store.allocate(
-                ward, event.patient_id, event.event_id, event.recorded_at.timestamp()
+                ward,
+                event.patient_id,
+                event.event_id,
+                event.recorded_at.timestamp(),
+                origin=placement_origin(self.layout, from_ward),
             )
         else:
             result = await self.store.transition(
@@ -252,6 +283,7 @@ class Scheduler:
             cause.event_id,
             step=f"{tag}:settle",
             request=displaced,
+            score=self._score(displaced) if displaced else None,  # its priority, kept
             requeue=True,
             close=fulfilled.request_id if fulfilled else None,
         )
@@ -287,11 +319,24 @@ class Scheduler:
             requested_at_epoch=event.recorded_at.timestamp(),
             from_ward=event.ward,
             state="waiting",
+            band=event.band.value,
+            aggregate=event.aggregate,
         )
         result = await self.store.reserve(
-            level.value, wards, event.event_id, step="request", request=request
+            level.value,
+            wards,
+            event.event_id,
+            step="request",
+            request=request,
+            score=self._score(request),
         )
         return await self._level_outputs(event, result, f"cc:{level}:request")
+
+    def _score(self, request: CareRequest) -> float:
+        """The request's place in its level's queue: acuity first, then waiting time."""
+        return queue_score(
+            request.requested_at_epoch, request.band, request.aggregate, self.policy.priority
+        )
 
     async def _withdraw_critical_care(self, event: CriticalCareBedRequestWithdrawn) -> list[Output]:
         # The withdrawal does not say the level: the request is looked for at each level in turn.
@@ -338,7 +383,7 @@ class Scheduler:
             outputs.append(self._assigned(cause, placed.ward, placed.assignment, now, common, what))
         for held in result.reserved:
             CRITICAL_CARE_REQUESTS.labels(level.value, "reserved").inc()
-            outputs.append(self._reserved(cause, held, level, now, common, tag))
+            outputs.append(self._reserved(cause, held, level, now, common, tag, measure=True))
         request = result.request
         if result.outcome == "already" and request is not None and request.state == "reserved":
             # The patient already held a bed of this level (a newer request id took it over).
@@ -385,8 +430,13 @@ class Scheduler:
         now: datetime,
         common: dict[str, Any],
         tag: str,
+        measure: bool = False,
     ) -> Output:
+        """A BedReserved; `measure`: a new reservation, its wait counted for fairness."""
         assert held.ward is not None and held.bed is not None
+        wait = max(0.0, now.timestamp() - held.requested_at_epoch)
+        if measure:
+            BED_WAIT_SECONDS.labels(wait_band(held.band), "critical_care").observe(wait)
         return Output(
             SCHEDULING_DECISIONS,
             BedReserved(
@@ -396,8 +446,9 @@ class Scheduler:
                 bed=held.bed,
                 request_id=held.request_id,
                 level_of_care=level,
-                wait_seconds=max(0.0, now.timestamp() - held.requested_at_epoch),
+                wait_seconds=wait,
                 cause_event_id=cause.event_id,
+                cost_estimate=cost_estimate(self.policy.tariff, level),
                 **common,
             ),
         )
@@ -441,9 +492,11 @@ class Scheduler:
     ) -> Output:
         wait = max(0.0, now.timestamp() - assigned.requested_at_epoch)
         ward = self.layout.ward(ward_id)
-        level = ward.level_of_care.value if ward else "unknown"
+        level = ward.level_of_care if ward else None
         ALLOCATIONS.labels(ward_id).inc()
-        TIME_TO_BED_SECONDS.labels(level).observe(wait)
+        TIME_TO_BED_SECONDS.labels(level.value if level else "unknown").observe(wait)
+        if assigned.origin in ORIGINS:  # None: a reserved bed's holder, measured at reservation
+            BED_WAIT_SECONDS.labels(wait_band(None), assigned.origin).observe(wait)
         metrics.END_TO_END_LATENCY_SECONDS.labels(STAGE).observe(
             max(0.0, (now - cause.recorded_at).total_seconds())
         )
@@ -456,6 +509,7 @@ class Scheduler:
                 bed=assigned.bed,
                 cause_event_id=cause.event_id,
                 wait_seconds=wait,
+                cost_estimate=cost_estimate(self.policy.tariff, level) if level else None,
                 **common,
             ),
         )

@@ -1,13 +1,19 @@
 """Scheduler rules: the bed lifecycle, and what each event asks of the beds.
 
 Pure: decisions are plain values; the Redis adapter (`store.py`) applies them atomically. The
-hospital layout is `services.common.hospital`.
+hospital layout is `services.common.hospital`; the priority credits and the tariff come from the
+reviewed policy file (`policy.py`).
 """
 
 from __future__ import annotations
 
-from schemas.vocabulary import BedStatus, LevelOfCare
+from collections.abc import Sequence
+from decimal import Decimal
+
+from schemas.beds import CostEstimate
+from schemas.vocabulary import Band, BedStatus, LevelOfCare
 from services.common.hospital import HospitalLayout
+from services.scheduler.policy import Priority, Tariff
 
 S = BedStatus
 
@@ -53,3 +59,79 @@ def critical_care_level(layout: HospitalLayout, ward_id: str) -> LevelOfCare | N
     if ward is None or ward.level_of_care not in CRITICAL_CARE_LEVELS:
         return None
     return ward.level_of_care
+
+
+# --- Critical-care queue priority: acuity first, then waiting time, with aging ----------------
+
+NEWS2_MAX_AGGREGATE = 20
+
+
+def acuity_credit_seconds(
+    band: Band | str | None, aggregate: int | None, priority: Priority
+) -> float:
+    """How far ahead of its request time a critical-care request is queued: the band's credit
+    plus the credit per NEWS2 aggregate point (the aggregate taken within 0..20). A request
+    without a band (a record from before priorities) has no credit at all: FIFO."""
+    if band is None or band == "":
+        return 0.0
+    points = min(max(aggregate or 0, 0), NEWS2_MAX_AGGREGATE)
+    minutes = priority.band_credit_minutes.minutes(Band(band))
+    return 60.0 * (minutes + points * priority.aggregate_credit_minutes)
+
+
+def queue_score(
+    requested_at_epoch: float, band: Band | str | None, aggregate: int | None, priority: Priority
+) -> float:
+    """The request's place in its level's queue (lowest served first): request time minus the
+    acuity credit. A sicker request goes ahead of one made earlier unless that one has already
+    waited longer than the difference of their credits (aging: nobody waits forever)."""
+    return requested_at_epoch - acuity_credit_seconds(band, aggregate, priority)
+
+
+# --- Fairness measured: the labels of the bed wait histogram -----------------------------------
+
+WAIT_BANDS: tuple[str, ...] = (*(band.value for band in Band), "unknown")
+ORIGINS: tuple[str, ...] = ("emergency", "ward", "critical_care", "transfer")
+
+
+def wait_band(band: str | None) -> str:
+    """The band label of a bed wait: the request's NEWS2 band, else `unknown` (admissions and
+    transfers carry no band)."""
+    return band if band in WAIT_BANDS else "unknown"
+
+
+def placement_origin(layout: HospitalLayout, from_ward: str | None) -> str:
+    """Where a patient placed by the scheduler comes from: `ward` for an admission (no
+    `from_ward`), `emergency` for a transfer out of an emergency department ward, else
+    `transfer`. (Critical-care requests are `critical_care`.)"""
+    if from_ward is None:
+        return "ward"
+    ward = layout.ward(from_ward)
+    if ward is not None and ward.level_of_care == LevelOfCare.EMERGENCY:
+        return "emergency"
+    return "transfer"
+
+
+# --- Transparent pricing ----------------------------------------------------------------------
+
+
+def cost_estimate(
+    tariff: Tariff, level: LevelOfCare, equipment: Sequence[str] = ()
+) -> CostEstimate:
+    """A bed's cost per day of stay under the tariff: the bed-day of its level of care, plus the
+    tariff's per-day add-ons for any `equipment` named (none is named yet). Raises KeyError for
+    equipment the tariff does not price."""
+    bed_day = tariff.per_day.amount(level)
+    add_ons = [(name, tariff.equipment[name]) for name in equipment]
+    per_day = bed_day + sum((item.per_day for _, item in add_ons), Decimal(0))
+    basis = f"one {level.value} bed-day at {bed_day:.2f} {tariff.currency}"
+    for name, item in add_ons:
+        basis += f", plus {name} at {item.per_day:.2f} {tariff.currency} per day"
+    basis += f" (tariff {tariff.version}); per day of stay, the length of stay is not known"
+    return CostEstimate(
+        tariff_version=tariff.version,
+        level_of_care=level,
+        per_day=per_day.quantize(Decimal("0.01")),
+        currency=tariff.currency,
+        basis=basis[:300],
+    )

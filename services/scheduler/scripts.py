@@ -5,17 +5,22 @@ ward's hash tag. KEYS: 1 status hash (bed -> status), 2 occupant hash (bed -> pa
 3 patient_bed hash (patient -> bed), 4 available zset (bed, by ward order), 5 order hash
 (bed -> ordinal), 6 waiting zset (patient, by request time), 7 reservation hash (bed -> JSON of
 the critical-care request holding it), 8 patient_reserved hash (patient -> reserved bed),
-9 seen key of the cause event.
+9 waiting_origin hash (waiting patient -> where they come from: `ward`, `emergency`, `transfer`;
+for the bed wait metric), 10 seen key of the cause event.
 
 Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level of care (hdu or
-icu). KEYS: 1 queue zset (request id, by request time), 2 requests hash (request id -> JSON),
-3 patient_request hash (patient -> request id), 4 seen key, then the 8 ward keys above for each
-ward of that level, in the order of the ward ids in ARGV. They span several hash tags (the level's
-and each ward's): they need a single Redis, not a Cluster (docs/architecture.md §11).
+icu). KEYS: 1 queue zset (request id, by the score the scheduler passes: request time minus the
+request's acuity credit, `domain.queue_score`), 2 requests hash (request id -> JSON),
+3 patient_request hash (patient -> request id), 4 seen key, then the 9 ward keys above (not the
+seen key) for each ward of that level, in the order of the ward ids in ARGV. They span several
+hash tags (the level's and each ward's): they need a single Redis, not a Cluster
+(docs/architecture.md §11).
 
-A request record (JSON) is {request, patient, level, requested_at (epoch seconds, a string),
-from_ward, state ('waiting' or 'reserved'), ward, bed}; the reserved bed's `reservation` entry is
-the same record.
+A request record (JSON) is {request, patient, level, requested_at (epoch seconds, a string: the
+real request time, for wait times), band and aggregate (NEWS2, absent on records from before
+priorities), from_ward, state ('waiting' or 'reserved'), ward, bed}; the reserved bed's
+`reservation` entry is the same record. Band and aggregate travel with the record so that a
+request queued again (its reserved bed taken) keeps its priority.
 
 Each script stores its result under the seen key: a redelivered event gets the same result back
 and changes nothing. Every applied change is published on the changes channel.
@@ -24,7 +29,8 @@ and changes nothing. Every applied change is published on the changes channel.
 _COMMON = """
 local function ward_at(i)
   return {status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
-    order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7]}
+    order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7],
+    origin=KEYS[i+8]}
 end
 local function occupy(w, bed, patient)
   redis.call('HSET', w.status, bed, 'occupied')
@@ -32,6 +38,7 @@ local function occupy(w, bed, patient)
   redis.call('HSET', w.occupant, bed, patient)
   redis.call('HSET', w.patient_bed, patient, bed)
   redis.call('ZREM', w.waiting, patient)
+  redis.call('HDEL', w.origin, patient)
 end
 -- Drop a bed's reservation entries; returns the request record that held it, or nil.
 local function unreserve(w, bed)
@@ -50,8 +57,9 @@ local function free(w, bed)
   redis.call('HSET', w.status, bed, 'available')
   local next = redis.call('ZRANGE', w.waiting, 0, 0, 'WITHSCORES')
   if #next > 0 then
+    local origin = redis.call('HGET', w.origin, next[1]) or nil
     occupy(w, bed, next[1])
-    return {patient=next[1], bed=bed, requested_at=tonumber(next[2])}
+    return {patient=next[1], bed=bed, requested_at=tonumber(next[2]), origin=origin}
   end
   redis.call('ZADD', w.available, tonumber(redis.call('HGET', w.order, bed)), bed)
   return nil
@@ -68,14 +76,16 @@ end
 ALLOCATE = (
     _COMMON
     + """
--- ARGV: 1 patient, 2 seen ttl, 3 channel, 4 requested_at (epoch seconds), 5 ward
-local W, SEEN = ward_at(1), KEYS[9]
+-- ARGV: 1 patient, 2 seen ttl, 3 channel, 4 requested_at (epoch seconds), 5 ward,
+--       6 origin (`ward`, `emergency` or `transfer`)
+local W, SEEN = ward_at(1), KEYS[10]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient = ARGV[1]
 local has = redis.call('HGET', W.patient_bed, patient)
 if has then return finish({outcome='already', bed=has, ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3]) end
--- A critical-care bed reserved for this patient in this ward is the one they get.
+-- A critical-care bed reserved for this patient in this ward is the one they get (no origin: the
+-- wait to that bed was measured when it was reserved).
 local mine = redis.call('HGET', W.patient_reserved, patient)
 if mine then
   local r = unreserve(W, mine)
@@ -86,14 +96,17 @@ if mine then
 end
 local popped = redis.call('ZPOPMIN', W.available)
 if #popped == 0 then
-  redis.call('ZADD', W.waiting, 'NX', ARGV[4], patient)
+  if redis.call('ZADD', W.waiting, 'NX', ARGV[4], patient) == 1 then
+    redis.call('HSET', W.origin, patient, ARGV[6])
+  end
   return finish({outcome='waiting', ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3])
 end
 local bed = popped[1]
 occupy(W, bed, patient)
 return finish({outcome='applied', ward=ARGV[5], bed=bed, previous='available',
   changes={{bed, 'available', 'occupied'}},
-  assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4])}}, SEEN, ARGV[2], ARGV[3])
+  assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4]), origin=ARGV[6]}}, SEEN,
+  ARGV[2], ARGV[3])
 """
 )
 
@@ -102,7 +115,7 @@ TRANSITION = (
     + """
 -- ARGV: 1 bed ('' to find the patient's bed), 2 patient ('' if none), 3 target status,
 --       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward
-local W, SEEN = ward_at(1), KEYS[9]
+local W, SEEN = ward_at(1), KEYS[10]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local bed, patient, target = ARGV[1], ARGV[2], ARGV[3]
@@ -110,6 +123,7 @@ if bed == '' then
   bed = redis.call('HGET', W.patient_bed, patient)
   if not bed then
     local removed = redis.call('ZREM', W.waiting, patient)
+    redis.call('HDEL', W.origin, patient)
     local outcome = 'no_bed'
     if removed == 1 then outcome = 'withdrawn' end
     return finish({outcome=outcome, ward=ARGV[7]}, SEEN, ARGV[5], ARGV[6])
@@ -195,7 +209,7 @@ local QUEUE, REQUESTS, PATIENT_REQUEST, SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local function wards_from(first)
   local wards = {}
   for j = first, #ARGV do
-    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 8)})
+    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 9)})
   end
   return wards
 end
@@ -223,20 +237,36 @@ local function forget(r)
     redis.call('HDEL', PATIENT_REQUEST, r.patient)
   end
 end
--- Oldest request first, each to the lowest free bed of the ward of this level with the most
--- free beds (ties: the first ward id, as the wards come sorted).
+-- The request to serve next: the lowest score; among equal scores the higher acuity credit (it
+-- has the later request time, as score = time - credit), then the lowest request id.
+local function head()
+  local first = redis.call('ZRANGE', QUEUE, 0, 0, 'WITHSCORES')
+  if #first == 0 then return nil end
+  local ties = redis.call('ZRANGEBYSCORE', QUEUE, first[2], first[2])
+  if #ties <= 1 then return first[1] end
+  local best, latest = first[1], nil
+  for _, id in ipairs(ties) do
+    local r = record(id)
+    local at = -math.huge
+    if r then at = tonumber(r.requested_at) end
+    if latest == nil or at > latest then best, latest = id, at end
+  end
+  return best
+end
+-- Lowest score first (request time minus acuity credit), each to the lowest free bed of the ward
+-- of this level with the most free beds (ties: the first ward id, as the wards come sorted).
 local function serve(wards, result)
   while true do
-    local head = redis.call('ZRANGE', QUEUE, 0, 0)
-    if #head == 0 then return end
+    local next_id = head()
+    if not next_id then return end
     local best, most = nil, 0
     for _, ward in ipairs(wards) do
       local n = redis.call('ZCARD', ward.w.available)
       if n > most then best, most = ward, n end
     end
     if not best then return end
-    redis.call('ZREM', QUEUE, head[1])
-    local r = record(head[1])
+    redis.call('ZREM', QUEUE, next_id)
+    local r = record(next_id)
     if r then
       local bed = redis.call('ZPOPMIN', best.w.available)[1]
       redis.call('HSET', best.w.status, bed, 'reserved')
@@ -259,16 +289,19 @@ RESERVE = (
 -- ARGV: 1 seen ttl, 2 channel, 3 level, 4 request id ('' to only serve the queue), 5 patient,
 --       6 requested_at (epoch seconds), 7 requesting ward, 8 '1' to queue again a request whose
 --       bed was taken (only if it still exists), 9 request to close ('' if none: its patient
---       was placed), 10.. ward ids of the level, sorted
+--       was placed), 10 queue score (request time minus acuity credit), 11 NEWS2 band ('' if
+--       unknown), 12 NEWS2 aggregate ('' if unknown), 13.. ward ids of the level, sorted
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
-local wards = wards_from(10)
+local wards = wards_from(13)
 local result = {outcome='served', level=ARGV[3], changes={}, reserved={}}
 if ARGV[9] ~= '' then
   local r = record(ARGV[9])
   if r and not active(wards, r) then forget(r) end
 end
 local request, patient = ARGV[4], ARGV[5]
+local band, aggregate = nil, tonumber(ARGV[12])
+if ARGV[11] ~= '' then band = ARGV[11] end
 if request ~= '' then
   local existing_id = redis.call('HGET', PATIENT_REQUEST, patient)
   local existing = existing_id and record(existing_id)
@@ -278,12 +311,15 @@ if request ~= '' then
       -- One request per patient and level: a newer request id takes over the older one's place.
       result.replaced = existing_id
       existing.request = request
+      existing.band, existing.aggregate = band, aggregate  -- the newest assessment's acuity
       local encoded = cjson.encode(existing)
       redis.call('HDEL', REQUESTS, existing_id)
       redis.call('HSET', REQUESTS, request, encoded)
       redis.call('HSET', PATIENT_REQUEST, patient, request)
       if existing.state == 'waiting' then
-        redis.call('ZADD', QUEUE, redis.call('ZSCORE', QUEUE, existing_id), request)
+        -- The first request's time, the newest acuity credit (this request's time - its score).
+        local credit = tonumber(ARGV[6]) - tonumber(ARGV[10])
+        redis.call('ZADD', QUEUE, tonumber(existing.requested_at) - credit, request)
         redis.call('ZREM', QUEUE, existing_id)
       else
         redis.call('HSET', find(wards, existing.ward).w.reservation, existing.bed, encoded)
@@ -294,10 +330,10 @@ if request ~= '' then
   else
     if existing then forget(existing) end
     local r = {request=request, patient=patient, level=ARGV[3], requested_at=ARGV[6],
-      from_ward=ARGV[7], state='waiting'}
+      from_ward=ARGV[7], state='waiting', band=band, aggregate=aggregate}
     redis.call('HSET', REQUESTS, request, cjson.encode(r))
     redis.call('HSET', PATIENT_REQUEST, patient, request)
-    redis.call('ZADD', QUEUE, ARGV[6], request)
+    redis.call('ZADD', QUEUE, ARGV[10], request)
     result.outcome = 'waiting'
   end
 end

@@ -23,9 +23,18 @@ from services.scheduler.domain import allowed_from
 
 @dataclass(frozen=True)
 class Assignment:
+    """A patient given a bed by allocation. `origin` (`ward`, `emergency`, `transfer`) says where
+    they came from; None for the holder of a reserved bed moving in (their wait was measured at
+    the reservation) and for results stored before origins were kept."""
+
     patient_id: str
     bed: str
     requested_at_epoch: float
+    origin: str | None = None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Assignment:
+        return cls(data["patient"], data["bed"], data["requested_at"], data.get("origin"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,8 @@ class BedChange:
 
 @dataclass(frozen=True)
 class CareRequest:
-    """A critical-care bed request as the store keeps it: queued (`waiting`) or holding a bed."""
+    """A critical-care bed request as the store keeps it: queued (`waiting`) or holding a bed.
+    `band` and `aggregate` (NEWS2) set its priority; None on records from before priorities."""
 
     request_id: UUID
     patient_id: str
@@ -47,6 +57,8 @@ class CareRequest:
     state: str
     ward: str | None = None
     bed: str | None = None
+    band: str | None = None
+    aggregate: int | None = None
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> CareRequest | None:
@@ -61,6 +73,8 @@ class CareRequest:
             state=data["state"],
             ward=data.get("ward"),
             bed=data.get("bed"),
+            band=data.get("band"),
+            aggregate=int(data["aggregate"]) if data.get("aggregate") is not None else None,
         )
 
 
@@ -94,9 +108,7 @@ class ChangeResult:
             bed=data.get("bed"),
             previous=BedStatus(data["previous"]) if data.get("previous") else None,
             changes=tuple(BedChange(b, BedStatus(p), BedStatus(s)) for b, p, s in changes),
-            assigned=Assignment(assigned["patient"], assigned["bed"], assigned["requested_at"])
-            if assigned
-            else None,
+            assigned=Assignment.from_data(assigned) if assigned else None,
             fulfilled=CareRequest.from_data(data.get("fulfilled")),
             displaced=CareRequest.from_data(data.get("displaced")),
             released=CareRequest.from_data(data.get("released")),
@@ -155,7 +167,7 @@ class LevelResult:
             ),
             reserved=tuple(r for r in reserved if r is not None),
             assigned=tuple(
-                WardAssignment(a["ward"], Assignment(a["patient"], a["bed"], a["requested_at"]))
+                WardAssignment(a["ward"], Assignment.from_data(a))
                 for a in data.get("assigned") or []
             ),
         )
@@ -170,6 +182,7 @@ WARD_STRUCTURES: tuple[tuple[str, str], ...] = (
     ("waiting", "zset"),
     ("reservation", "hash"),
     ("patient_reserved", "hash"),
+    ("waiting_origin", "hash"),
 )
 LEVEL_STRUCTURES: tuple[tuple[str, str], ...] = (
     ("queue", "zset"),
@@ -263,17 +276,7 @@ class RedisBedStore:
 
     def _ward_keys(self, ward: str) -> list[str]:
         base = f"{self.prefix}:{{ward:{ward}}}"
-        names = (
-            "status",
-            "occupant",
-            "patient_bed",
-            "available",
-            "order",
-            "waiting",
-            "reservation",
-            "patient_reserved",
-        )
-        return [f"{base}:{name}" for name in names]
+        return [f"{base}:{name}" for name, _ in WARD_STRUCTURES]
 
     def _keys(self, ward: str, event_id: UUID | None = None, step: str = "") -> list[str]:
         """The ward's keys; the last is the seen key of one step of one cause event."""
@@ -296,15 +299,22 @@ class RedisBedStore:
             await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
 
     async def allocate(
-        self, ward: str, patient_id: str, event_id: UUID, requested_at_epoch: float
+        self,
+        ward: str,
+        patient_id: str,
+        event_id: UUID,
+        requested_at_epoch: float,
+        origin: str = "ward",
     ) -> ChangeResult:
-        """Give the patient the ward's first available bed, or queue them; atomic."""
+        """Give the patient the ward's first available bed, or queue them (FIFO, remembering
+        `origin` for the bed wait metric); atomic."""
         args: list[str | int | float] = [
             patient_id,
             self.seen_ttl_seconds,
             self.channel,
             requested_at_epoch,
             ward,
+            origin,
         ]
         raw = await self._allocate(keys=self._keys(ward, event_id), args=args)
         return self._noted(ChangeResult.from_json(raw))
@@ -345,26 +355,34 @@ class RedisBedStore:
         *,
         step: str,
         request: CareRequest | None = None,
+        score: float | None = None,
         requeue: bool = False,
         close: UUID | None = None,
     ) -> LevelResult:
         """Queue a critical-care request (or, `requeue`, queue again one whose bed was taken),
         forget the settled request `close`, then serve the level's queue; atomic.
 
-        `wards` are the ids of every ward of the level, sorted: the request gets the lowest free
-        bed of the ward with the most free beds (ties: the first id)."""
+        The queue is served lowest `score` first (`domain.queue_score`: request time minus the
+        acuity credit; default the request time, FIFO); the record keeps the real request time,
+        band and aggregate. `wards` are the ids of every ward of the level, sorted: a request
+        gets the lowest free bed of the ward with the most free beds (ties: the first id)."""
         args: list[str | int | float] = [self.seen_ttl_seconds, self.channel, level]
         if request is None:
-            args += ["", "", "", "", ""]
+            args += ["", "", "", "", "", str(close) if close else "", "", "", ""]
         else:
+            position = request.requested_at_epoch if score is None else score
             args += [
                 str(request.request_id),
                 request.patient_id,
                 repr(request.requested_at_epoch),
                 request.from_ward,
                 "1" if requeue else "",
+                str(close) if close else "",
+                repr(position),
+                request.band or "",
+                "" if request.aggregate is None else request.aggregate,
             ]
-        args += [str(close) if close else "", *wards]
+        args += wards
         self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])
         raw = await self._reserve(keys=self._level_keys(level, wards, event_id, step), args=args)
         return LevelResult.from_json(raw)

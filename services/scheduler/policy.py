@@ -1,0 +1,140 @@
+"""The scheduler's reviewed policy file: critical-care queue priority and the bed tariff.
+
+`load_policy` reads TOML (the built-in `policy.toml` when no path is given) and validates it with
+pydantic before the service starts: every error names the entry (`tariff.per_day.icu`) and why.
+Pure data and validation; the rules that use it are in `domain.py`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from importlib import resources
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.vocabulary import Band, LevelOfCare
+
+Minutes = Annotated[float, Field(ge=0, le=1440)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+Text = Annotated[str, Field(min_length=1, max_length=500)]
+EquipmentId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$")]
+Version = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+
+
+class PolicyError(ValueError):
+    """The policy file is invalid; the message lists every entry at fault."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BandCredits(Strict):
+    """Acuity credit by NEWS2 band, in minutes; never lower for a higher band."""
+
+    low: Minutes
+    low_medium: Minutes
+    medium: Minutes
+    high: Minutes
+
+    @model_validator(mode="after")
+    def _rising(self) -> BandCredits:
+        credits = [self.low, self.low_medium, self.medium, self.high]
+        if any(b < a for a, b in pairwise(credits)):
+            raise ValueError("credits must not fall as the band rises (low <= ... <= high)")
+        return self
+
+    def minutes(self, band: Band) -> float:
+        return float(getattr(self, band.value))
+
+
+class Priority(Strict):
+    """Queue order of critical-care requests: request time minus the acuity credit."""
+
+    band_credit_minutes: BandCredits
+    aggregate_credit_minutes: Annotated[float, Field(ge=0, le=60)]
+
+
+class EquipmentAddOn(Strict):
+    per_day: Money
+    description: Text
+
+
+class PerDay(Strict):
+    """Cost of one bed-day, by level of care."""
+
+    emergency: Money
+    general: Money
+    hdu: Money
+    icu: Money
+
+    def amount(self, level: LevelOfCare) -> Decimal:
+        return Decimal(getattr(self, level.value))
+
+
+class Tariff(Strict):
+    version: Version
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    per_day: PerDay
+    equipment: dict[EquipmentId, EquipmentAddOn] = {}
+
+
+class SchedulingPolicy(Strict):
+    version: Version
+    reference: Text
+    priority: Priority
+    tariff: Tariff
+
+
+def _where(location: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in location:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(f".{part}" if parts else part)
+    return "".join(parts) or "(file)"
+
+
+def policy_from_dict(data: dict[str, object], origin: str = "policy") -> SchedulingPolicy:
+    try:
+        return SchedulingPolicy.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_where(e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        raise PolicyError(f"{origin}: {problems}") from None
+
+
+def load_policy(path: str = "") -> SchedulingPolicy:
+    """The policy from a TOML file, or the built-in reviewed policy when `path` is empty.
+    Decimals in the file are read exactly (no binary floats for money)."""
+    if path:
+        origin = Path(path).name
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise PolicyError(f"{origin}: cannot read ({error.strerror})") from None
+    else:
+        origin = "policy.toml"
+        text = resources.files("services.scheduler").joinpath("policy.toml").read_text()
+    try:
+        data = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(f"{origin}: not valid TOML ({error})") from None
+    return policy_from_dict(data, origin)
+
+
+DEFAULT_POLICY = load_policy()
+
+
+def configured_policy() -> SchedulingPolicy:
+    """The policy WARDFLOW_SCHEDULER_POLICY_FILE names (empty: the built-in one)."""
+    from services.scheduler.config import SchedulerSettings
+
+    path = SchedulerSettings().scheduler_policy_file
+    return load_policy(path) if path else DEFAULT_POLICY
