@@ -18,6 +18,7 @@ from services.common.stage import StageRunner
 from services.scheduler.api import create_api
 from services.scheduler.app import STAGE, Scheduler
 from services.scheduler.config import SchedulerSettings
+from services.scheduler.policy import load_policy
 from services.scheduler.rebuild import rebuild
 from services.scheduler.store import RedisBedStore
 
@@ -43,7 +44,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         if restored.restored:
             log.warning("restored from beds.state scopes=%d", len(restored.restored))
         await store.ensure_layout(layout)
-        scheduler = Scheduler(store, layout)
+        scheduler = Scheduler(store, layout, load_policy(settings.scheduler_policy_file))
         runner = StageRunner(
             STAGE,
             settings,
