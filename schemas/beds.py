@@ -131,7 +131,7 @@ class BedReservationReleased(Event):
     bed: Identifier | None
     request_id: UUID
     level_of_care: CriticalCareLevelOfCare
-    reason: Literal["request_withdrawn", "placed_in_named_bed", "bed_taken"]
+    reason: Literal["request_withdrawn", "placed_in_named_bed", "bed_taken", "reservation_expired"]
     withdrawal_reason: str | None = Field(default=None, max_length=64)
     cause_event_id: UUID
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -40,7 +41,6 @@ from services.scheduler.domain import (
     CRITICAL_CARE_LEVELS,
     ORIGINS,
     cost_estimate,
-    count_by_status,
     critical_care_level,
     placement_origin,
     queue_score,
@@ -100,6 +100,17 @@ def _derived_id(cause: UUID, what: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"wardflow:scheduler:{cause}:{what}")
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """What caused the outputs of a periodic sweep (no event did): an id and a time."""
+
+    event_id: UUID
+    recorded_at: datetime
+
+
+Cause = Event | Sweep
+
+
 class Scheduler:
     """Applies clean events and critical-care bed requests to the bed store and says what
     happened on Kafka."""
@@ -123,6 +134,27 @@ class Scheduler:
 
     async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
         return await self._handle(spec, event)
+
+    async def tick(self, owned: frozenset[int]) -> Sequence[Output]:
+        """Release critical-care reservations held past the policy's hold time (their patient
+        never arrived); the freed beds serve the queue. Every replica may sweep: the release is
+        one script, idempotent by state."""
+        hold_seconds = self.policy.reservations.hold_minutes * 60
+        outputs: list[Output] = []
+        for level in CRITICAL_CARE_LEVELS:
+            wards = wards_at_level(self.layout, level)
+            if not wards:
+                continue
+            now = datetime.now(UTC)
+            sweep = Sweep(
+                _derived_id(uuid5(NAMESPACE_URL, now.isoformat()), f"expiry:{level}"), now
+            )
+            result = await self.store.expire_reservations(
+                level.value, wards, hold_seconds, sweep.event_id
+            )
+            if result.expired:
+                outputs += await self._level_outputs(sweep, result, f"cc:{level}:expiry")
+        return [*outputs, *await self.touched_snapshots()]  # a tick is not part of a batch
 
     async def touched_snapshots(self) -> list[Output]:
         """After each batch, before its offsets are committed: a snapshot of every ward or queue
@@ -352,7 +384,7 @@ class Scheduler:
 
     async def _level_outputs(
         self,
-        cause: Event,
+        cause: Cause,
         result: LevelResult,
         tag: str,
         withdrawal_reason: str | None = None,
@@ -381,6 +413,10 @@ class Scheduler:
         for index, placed in enumerate(result.assigned):
             what = f"{tag}:assigned:{index}"
             outputs.append(self._assigned(cause, placed.ward, placed.assignment, now, common, what))
+        for lapsed in result.expired:
+            CRITICAL_CARE_REQUESTS.labels(level.value, "expired").inc()
+            what = f"{tag}:expired:{lapsed.request_id}"
+            outputs.append(self._released(cause, lapsed, "reservation_expired", what))
         for held in result.reserved:
             CRITICAL_CARE_REQUESTS.labels(level.value, "reserved").inc()
             outputs.append(self._reserved(cause, held, level, now, common, tag, measure=True))
@@ -424,7 +460,7 @@ class Scheduler:
 
     def _reserved(
         self,
-        cause: Event,
+        cause: Cause,
         held: CareRequest,
         level: LevelOfCare,
         now: datetime,
@@ -455,7 +491,7 @@ class Scheduler:
 
     def _released(
         self,
-        cause: Event,
+        cause: Cause,
         request: CareRequest,
         reason: Any,
         what: str,
@@ -483,7 +519,7 @@ class Scheduler:
 
     def _assigned(
         self,
-        cause: Event,
+        cause: Cause,
         ward_id: str,
         assigned: Assignment,
         now: datetime,
@@ -538,9 +574,7 @@ class Scheduler:
     async def _availability(
         self, ward_id: str, cause: UUID, common: dict[str, Any], what: str = ""
     ) -> Output:
-        statuses = await self.store.statuses(ward_id)
-        counts = count_by_status(list(statuses.values()))
-        waiting = await self.store.waiting_count(ward_id)
+        counts, waiting = await self.store.counts(ward_id)
         for status, count in counts.items():
             BEDS.labels(ward_id, status.value).set(count)
         BED_REQUESTS_WAITING.labels(ward_id).set(waiting)
@@ -553,7 +587,7 @@ class Scheduler:
                 ward=ward_id,
                 level_of_care=ward.level_of_care,
                 beds_by_status=counts,
-                total_beds=len(statuses),
+                total_beds=sum(counts.values()),
                 **common,
             ),
         )

@@ -23,6 +23,9 @@ class SchedulerSettings(ServiceSettings):
         description="Reviewed scheduling policy (TOML): critical-care queue priority credits and"
         " the bed tariff. Empty: the built-in services/scheduler/policy.toml.",
     )
+    reservation_sweep_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often expired bed reservations are released."
+    )
     seen_event_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long applied event ids are remembered."
     )

@@ -83,10 +83,17 @@ class Tariff(Strict):
     equipment: dict[EquipmentId, EquipmentAddOn] = {}
 
 
+class Reservations(Strict):
+    """How long a reserved critical-care bed waits for its patient before it is released."""
+
+    hold_minutes: Annotated[float, Field(gt=0, le=1440)]
+
+
 class SchedulingPolicy(Strict):
     version: Version
     reference: Text
     priority: Priority
+    reservations: Reservations
     tariff: Tariff
 
 

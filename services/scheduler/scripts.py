@@ -271,6 +271,7 @@ local function serve(wards, result)
       local bed = redis.call('ZPOPMIN', best.w.available)[1]
       redis.call('HSET', best.w.status, bed, 'reserved')
       r.state, r.ward, r.bed = 'reserved', best.id, bed
+      r.reserved_at = tonumber(redis.call('TIME')[1])
       local encoded = cjson.encode(r)
       redis.call('HSET', REQUESTS, r.request, encoded)
       redis.call('HSET', best.w.reservation, bed, encoded)
@@ -381,6 +382,41 @@ return finish(result, SEEN, ARGV[1], ARGV[2])
 """
 )
 
+EXPIRE = (
+    _LEVEL
+    + """
+-- Release every reservation of the level held longer than ARGV[4] seconds (by Redis's clock),
+-- then serve the queue with the beds freed. ARGV: 1 seen ttl, 2 channel, 3 level, 4 hold
+-- seconds, 5.. ward ids of the level, sorted. KEYS[4] is a throwaway seen key (a tick has no
+-- cause event): the release is idempotent by state.
+local wards = wards_from(5)
+local result = {outcome='expired', level=ARGV[3], changes={}, reserved={}, assigned={},
+  expired={}}
+local now = tonumber(redis.call('TIME')[1])
+local hold = tonumber(ARGV[4])
+for _, raw in ipairs(redis.call('HVALS', REQUESTS)) do
+  local r = cjson.decode(raw)
+  if r.state == 'reserved' and r.reserved_at and r.reserved_at + hold <= now
+      and active(wards, r) then
+    forget(r)
+    local ward = find(wards, r.ward)
+    unreserve(ward.w, r.bed)
+    table.insert(result.changes, {ward.id, r.bed, 'reserved', 'available'})
+    local assigned = free(ward.w, r.bed)
+    if assigned then
+      table.insert(result.changes, {ward.id, r.bed, 'available', 'occupied'})
+      assigned.ward = ward.id
+      table.insert(result.assigned, assigned)
+    end
+    table.insert(result.expired, r)
+  end
+end
+if #result.expired == 0 then return cjson.encode(result) end
+serve(wards, result)
+return finish(result, SEEN, ARGV[1], ARGV[2])
+"""
+)
+
 # Read a scope's structures at one instant. KEYS: the structures; ARGV: their types ('hash' or
 # 'zset'), in the same order. Returns {time = {seconds, microseconds}, data = {flat lists}}.
 SNAPSHOT = """
@@ -412,4 +448,21 @@ for i, key in ipairs(KEYS) do
   end
 end
 return #KEYS
+"""
+
+# Beds by status and patients waiting, for one ward, in one round trip. KEYS: 1 status hash,
+# 2 waiting zset. Returns a flat list: status, count, ..., then '_waiting', count.
+COUNTS = """
+local counts = {}
+for _, status in ipairs(redis.call('HVALS', KEYS[1])) do
+  counts[status] = (counts[status] or 0) + 1
+end
+local flat = {}
+for status, n in pairs(counts) do
+  flat[#flat + 1] = status
+  flat[#flat + 1] = n
+end
+flat[#flat + 1] = '_waiting'
+flat[#flat + 1] = redis.call('ZCARD', KEYS[2])
+return flat
 """

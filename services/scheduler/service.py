@@ -53,6 +53,8 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             transient_errors=(RedisConnectionError, RedisTimeoutError),
             prepare=scheduler.initial_snapshots,
             after_batch=scheduler.touched_snapshots,
+            ticker=scheduler.tick,
+            tick_seconds=settings.reservation_sweep_seconds,
         )
         closing = asyncio.Event()  # ends open event streams, so the server can stop
         api = create_api(store, layout, keys, closing=closing)

@@ -138,7 +138,8 @@ class LevelResult:
     a request withdrawn meanwhile); `served` when only the queue was served; for a withdrawal,
     `withdrawn`, `closed` (the request was already settled) or `unknown`. `request` is the
     request's record afterwards (for a withdrawal, as it was); `reserved` lists every reservation
-    made, the request's own and older queued ones."""
+    made, the request's own and older queued ones. For an expiry sweep, `expired`, with the
+    released reservations in `expired`."""
 
     outcome: str
     level: str
@@ -147,6 +148,7 @@ class LevelResult:
     changes: tuple[WardBedChange, ...] = ()
     reserved: tuple[CareRequest, ...] = ()
     assigned: tuple[WardAssignment, ...] = ()
+    expired: tuple[CareRequest, ...] = ()
 
     @property
     def wards_changed(self) -> tuple[str, ...]:
@@ -156,6 +158,7 @@ class LevelResult:
     def from_json(cls, raw: str | bytes) -> LevelResult:
         data: dict[str, Any] = json.loads(raw)
         reserved = [CareRequest.from_data(r) for r in data.get("reserved") or []]
+        expired = [CareRequest.from_data(r) for r in data.get("expired") or []]
         return cls(
             outcome=data["outcome"],
             level=data["level"],
@@ -166,6 +169,7 @@ class LevelResult:
                 for w, b, p, s in data.get("changes") or []
             ),
             reserved=tuple(r for r in reserved if r is not None),
+            expired=tuple(r for r in expired if r is not None),
             assigned=tuple(
                 WardAssignment(a["ward"], Assignment.from_data(a))
                 for a in data.get("assigned") or []
@@ -218,7 +222,9 @@ class RedisBedStore:
         self._ensure = redis.register_script(scripts.ENSURE_BEDS)
         self._reserve = redis.register_script(scripts.RESERVE)
         self._withdraw = redis.register_script(scripts.WITHDRAW)
+        self._expire = redis.register_script(scripts.EXPIRE)
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
+        self._counts = redis.register_script(scripts.COUNTS)
         self._restore = redis.register_script(scripts.RESTORE)
         self._touched: set[str] = set()
 
@@ -400,12 +406,34 @@ class RedisBedStore:
             self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])
         return result
 
+    async def expire_reservations(
+        self, level: str, wards: Sequence[str], hold_seconds: float, sweep: UUID
+    ) -> LevelResult:
+        """Release the level's reservations held longer than `hold_seconds` (Redis's clock) and
+        serve the queue with the freed beds; atomic. `sweep` names this sweep (its seen key)."""
+        keys = self._level_keys(level, wards, sweep, "expire")
+        args: list[str | int | float] = [60, self.channel, level, hold_seconds, *wards]
+        result = LevelResult.from_json(await self._expire(keys=keys, args=args))
+        if result.expired:
+            self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])
+        return result
+
     async def critical_care_waiting(self, level: str) -> int:
         return int(await self.redis.zcard(f"{self.prefix}:{{level:{level}}}:queue"))
 
     async def statuses(self, ward: str) -> dict[str, BedStatus]:
         raw = await self.redis.hgetall(self._keys(ward)[0])
         return {_text(bed): BedStatus(_text(status)) for bed, status in raw.items()}
+
+    async def counts(self, ward: str) -> tuple[dict[BedStatus, int], int]:
+        """Beds by status (every status present, zero when none) and patients waiting, read
+        together in one script (no per-bed reply to parse)."""
+        keys = self._keys(ward)
+        flat = await self._counts(keys=[keys[0], keys[5]], args=[])
+        pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+        waiting = int(pairs.pop("_waiting", 0))
+        by_status = {status: int(pairs.get(status.value, 0)) for status in BedStatus}
+        return by_status, waiting
 
     async def waiting_count(self, ward: str) -> int:
         return int(await self.redis.zcard(self._keys(ward)[5]))

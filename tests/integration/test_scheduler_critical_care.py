@@ -3,6 +3,7 @@ which decisions each event produces, with deterministic ids, and what the metric
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -30,6 +31,7 @@ from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS
 from schemas.vocabulary import Band, BedStatus
 from services.common.hospital import layout_from_dict
 from services.scheduler.app import Scheduler
+from services.scheduler.policy import Reservations, load_policy
 from services.scheduler.store import RedisBedStore
 from tests.support import metric_value
 
@@ -257,3 +259,57 @@ async def test_admission_into_the_reserved_ward_takes_the_reserved_bed(
     ]
     assert await call(scheduler, withdrawn(request.event_id)) == []
     assert (await scheduler.store.statuses("ICU"))["ICU-02"] == BedStatus.OCCUPIED
+
+
+async def test_an_unconfirmed_reservation_expires_and_the_bed_goes_to_the_queue(
+    redis: Redis, unique: str
+) -> None:
+    """A reserved bed whose patient never arrives is released after the policy's hold time, and
+    the next request in the queue gets it; an arrival in time would have kept it."""
+    one_bed = layout_from_dict(
+        {
+            "wards": [
+                {"id": "W1", "level_of_care": "general", "beds": 3},
+                {"id": "ICU", "level_of_care": "icu", "beds": 1},
+            ]
+        }
+    )
+    store = RedisBedStore(redis, f"t{unique}")
+    await store.ensure_layout(one_bed)
+    policy = load_policy().model_copy(
+        update={"reservations": Reservations(hold_minutes=2 / 60)}  # two seconds
+    )
+    scheduler = Scheduler(store, one_bed, policy)
+    first, second = requested("P1"), requested("P2", minute=1)
+    (held,) = of(BedReserved, await call(scheduler, first))
+    await call(scheduler, second)
+    assert (held.patient_id, held.bed) == ("P1", "ICU-01")
+    assert decisions(await scheduler.tick(frozenset())) == [], "held less than two seconds"
+
+    await asyncio.sleep(3.1)  # Redis's clock counts whole seconds
+    swept = await scheduler.tick(frozenset())
+    (released,) = of(BedReservationReleased, swept)
+    assert (released.patient_id, released.bed, released.reason) == (
+        "P1",
+        "ICU-01",
+        "reservation_expired",
+    )
+    (reserved,) = of(BedReserved, swept)
+    assert (reserved.patient_id, reserved.bed, reserved.request_id) == (
+        "P2",
+        "ICU-01",
+        second.event_id,
+    )
+    assert [(c.previous_status, c.status) for c in of(BedStatusChanged, swept)] == [
+        (BedStatus.RESERVED, BedStatus.AVAILABLE),
+        (BedStatus.AVAILABLE, BedStatus.RESERVED),
+    ]
+    assert (await store.statuses("ICU"))["ICU-01"] == BedStatus.RESERVED
+    assert of(BedStateSnapshot, swept), "the sweep's changes reach beds.state"
+    # P1's request is gone: its withdrawal changes nothing, and nothing expires twice.
+    assert await call(scheduler, withdrawn(first.event_id)) == []
+    assert decisions(await scheduler.tick(frozenset())) == []
+
+
+def decisions(outputs: Any) -> list[Any]:
+    return [o.event for o in outputs if not isinstance(o.event, BedStateSnapshot)]
