@@ -6,14 +6,23 @@ from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.base import Contract, Event, Identifier
-from schemas.vocabulary import BedStatus, LevelOfCare
+from schemas.vocabulary import Band, BedStatus, LevelOfCare
+
+BlockedReason = Literal["infection", "maintenance", "staffing", "other"]
+"""Why a bed is blocked, as a code (small and fixed: it labels a metric)."""
+RecordedBlockedReason = Literal["infection", "maintenance", "staffing", "other", "unspecified"]
+"""The code the scheduler records for a blocked bed: `unspecified` when the report gave none."""
 
 
 class BedStatusReported(Event):
-    """Housekeeping or a bed manager reports a bed's status (events.raw, events.clean)."""
+    """Housekeeping or a bed manager reports a bed's status (events.raw, events.clean; a bed
+    manager's block or unblock through the scheduler's API: scheduling.requests).
+
+    `blocked_reason` is the code of a block (ignored for other statuses; a block without one is
+    recorded as `unspecified`); `reason` stays free text."""
 
     key_field: ClassVar[str] = "ward"
     kind: Literal["BedStatusReported"] = "BedStatusReported"
@@ -21,6 +30,7 @@ class BedStatusReported(Event):
     bed: Identifier
     status: Literal[BedStatus.DIRTY, BedStatus.CLEANING, BedStatus.AVAILABLE, BedStatus.BLOCKED]
     reason: str | None = Field(default=None, max_length=200)
+    blocked_reason: BlockedReason | None = None
 
 
 class BedStatusChanged(Event):
@@ -33,6 +43,9 @@ class BedStatusChanged(Event):
     previous_status: BedStatus
     status: BedStatus
     cause_event_id: UUID
+    blocked_reason: RecordedBlockedReason | None = Field(
+        default=None, description="Set when the bed became blocked: the recorded reason code."
+    )
 
 
 class WardAvailabilityUpdated(Event):
@@ -74,6 +87,45 @@ class BedAssigned(Event):
 
 
 CriticalCareLevelOfCare = Literal[LevelOfCare.HDU, LevelOfCare.ICU]
+
+
+class BedRequested(Event):
+    """A person (a bed manager, through the scheduler's API) asks for a bed for a patient
+    (scheduling.requests). `event_id` is the request's id.
+
+    Exactly one of `ward` (a bed in that ward, as an admission without a bed: allocated at once
+    or queued for the ward) and `level_of_care` (an HDU/ICU bed in any ward of that level:
+    reserved or queued by acuity, as a critical-care request; `from_ward` is then the patient's
+    current ward). `band` is the patient's NEWS2 band, the acuity of a critical-care request.
+    `requested_by` is the name of the API key's source, never a person."""
+
+    kind: Literal["BedRequested"] = "BedRequested"
+    patient_id: Identifier
+    ward: Identifier | None = None
+    level_of_care: CriticalCareLevelOfCare | None = None
+    from_ward: Identifier | None = None
+    band: Band | None = None
+    reason: str | None = Field(default=None, max_length=200)
+    origin: Literal["manual"] = "manual"
+    requested_by: Identifier
+
+    @model_validator(mode="after")
+    def _ward_or_level(self) -> BedRequested:
+        if (self.ward is None) == (self.level_of_care is None):
+            raise ValueError("give exactly one of ward and level_of_care")
+        if self.level_of_care is not None and self.from_ward is None:
+            raise ValueError("from_ward is required with level_of_care")
+        return self
+
+
+class BedRequestCancelled(Event):
+    """A person cancels a bed request made with BedRequested (scheduling.requests). An unknown
+    or already settled request changes nothing. `cancelled_by` is the API key's source name."""
+
+    key_field: ClassVar[str] = "request_id"
+    kind: Literal["BedRequestCancelled"] = "BedRequestCancelled"
+    request_id: UUID
+    cancelled_by: Identifier
 
 
 class BedRequestWaiting(Event):

@@ -29,6 +29,8 @@ from schemas.assessments import (
 )
 from schemas.beds import (
     BedAssigned,
+    BedRequestCancelled,
+    BedRequested,
     BedRequestWaiting,
     BedReservationReleased,
     BedReserved,
@@ -151,6 +153,13 @@ SCHEDULING_DECISIONS = TopicSpec(
     "What the scheduler decided and why: assignments, critical-care reservations and their"
     " releases, waiting requests, refused transitions.",
 )
+SCHEDULING_REQUESTS = TopicSpec(
+    "scheduling.requests",
+    (BedRequested, BedRequestCancelled, BedStatusReported),
+    "patient_id (BedRequested), request_id (BedRequestCancelled), ward (BedStatusReported)",
+    "What people ask of the scheduler through its API: bed requests and their cancellations,"
+    " and beds blocked or unblocked by a bed manager.",
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS_RAW,
@@ -163,6 +172,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     BEDS_AVAILABILITY,
     BEDS_STATE,
     SCHEDULING_DECISIONS,
+    SCHEDULING_REQUESTS,
 )
 
 
