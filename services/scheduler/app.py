@@ -17,6 +17,8 @@ from schemas.assessments import CriticalCareBedRequested, CriticalCareBedRequest
 from schemas.base import Event
 from schemas.beds import (
     BedAssigned,
+    BedRequestCancelled,
+    BedRequested,
     BedRequestWaiting,
     BedReservationReleased,
     BedReserved,
@@ -38,6 +40,7 @@ from services.common import metrics
 from services.common.hospital import HospitalLayout
 from services.common.stage import Output, Rejected
 from services.scheduler.domain import (
+    BLOCKED_REASONS,
     CRITICAL_CARE_LEVELS,
     ORIGINS,
     cost_estimate,
@@ -62,6 +65,11 @@ STAGE = "scheduler"
 SOURCE = "wardflow-scheduler"
 
 BEDS = Gauge("wardflow_beds", "Beds by ward and status.", ["ward", "status"])
+BEDS_BLOCKED = Gauge(
+    "wardflow_beds_blocked",
+    "Blocked beds by ward and reason code (infection, maintenance, staffing, other, unspecified).",
+    ["ward", "reason"],
+)
 BED_REQUESTS_WAITING = Gauge(
     "wardflow_bed_requests_waiting", "Patients waiting for a bed.", ["ward"]
 )
@@ -211,13 +219,24 @@ class Scheduler:
         if isinstance(event, BedStatusReported):
             self._known_ward(event.ward)
             result = await self.store.transition(
-                event.ward, event.event_id, BedStatus(event.status), bed=event.bed
+                event.ward,
+                event.event_id,
+                BedStatus(event.status),
+                bed=event.bed,
+                blocked_reason=event.blocked_reason or "unspecified",
             )
             return await self._report(event, result, requested=BedStatus(event.status))
         if isinstance(event, CriticalCareBedRequested):
             return await self._request_critical_care(event)
         if isinstance(event, CriticalCareBedRequestWithdrawn):
-            return await self._withdraw_critical_care(event)
+            withdrawn = await self._withdraw_critical_care(event, event.request_id, event.reason)
+            if withdrawn is None:
+                log.info("withdrawal of an unknown critical-care request: nothing to do")
+            return withdrawn or []
+        if isinstance(event, BedRequested):
+            return await self._request_bed(event)
+        if isinstance(event, BedRequestCancelled):
+            return await self._cancel_request(event)
         return []  # vital signs are fusion's; assessments and escalations are for clinicians
 
     def _known_ward(self, ward: str) -> None:
@@ -243,6 +262,37 @@ class Scheduler:
             )
         return await self._report(event, result, requested=BedStatus.OCCUPIED)
 
+    async def _request_bed(self, event: BedRequested) -> list[Output]:
+        """A bed manager's request: for a ward, as an admission without a bed (the bed is given
+        at once, or the patient waits for the ward); for a level, as a critical-care request."""
+        if event.level_of_care is not None:
+            return await self._request_critical_care(event)
+        assert event.ward is not None  # the contract wants a ward or a level
+        self._known_ward(event.ward)
+        result = await self.store.allocate(
+            event.ward,
+            event.patient_id,
+            event.event_id,
+            event.recorded_at.timestamp(),
+            origin="manual",
+            request_id=event.event_id,
+        )
+        return await self._report(event, result, requested=BedStatus.OCCUPIED)
+
+    async def _cancel_request(self, event: BedRequestCancelled) -> list[Output]:
+        """Withdraw a bed manager's request: a critical-care one (queued or holding a bed, looked
+        for at each level), else a ward wait it queued (looked for in each ward). A request
+        already served, withdrawn or never seen changes nothing."""
+        found = await self._withdraw_critical_care(event, event.request_id, "cancelled")
+        if found is not None:
+            return found
+        for ward in self.layout.wards:
+            result = await self.store.cancel_wait(ward.id, event.request_id, event.event_id)
+            if result.outcome == "withdrawn":
+                return await self._report(event, result)
+        log.info("cancellation of an unknown or settled bed request: nothing to do")
+        return []
+
     async def _report(
         self,
         cause: Event,
@@ -253,6 +303,7 @@ class Scheduler:
         now = datetime.now(UTC)
         common = {"occurred_at": now, "recorded_at": now, "source": SOURCE}
         outputs: list[Output] = []
+        blocked: Any = result.blocked_reason  # a RecordedBlockedReason, validated by the model
         for index, change in enumerate(result.changes):
             outputs.append(
                 Output(
@@ -264,6 +315,7 @@ class Scheduler:
                         previous_status=change.previous,
                         status=change.status,
                         cause_event_id=cause.event_id,
+                        blocked_reason=blocked if change.status == BedStatus.BLOCKED else None,
                         **common,
                     ),
                 )
@@ -321,8 +373,18 @@ class Scheduler:
         )
         return [*outputs, *await self._level_outputs(cause, settled, f"{tag}:settle")]
 
-    async def _request_critical_care(self, event: CriticalCareBedRequested) -> list[Output]:
-        level = LevelOfCare(event.level_of_care)
+    async def _request_critical_care(
+        self, event: CriticalCareBedRequested | BedRequested
+    ) -> list[Output]:
+        """Diagnosis's request, or a bed manager's for a level (no NEWS2 aggregate: the band
+        alone, if given, sets its acuity credit)."""
+        if isinstance(event, BedRequested):
+            assert event.level_of_care is not None and event.from_ward is not None
+            level, from_ward, aggregate = LevelOfCare(event.level_of_care), event.from_ward, None
+            band = event.band.value if event.band is not None else None
+        else:
+            level, from_ward = LevelOfCare(event.level_of_care), event.ward
+            band, aggregate = event.band.value, event.aggregate
         wards = wards_at_level(self.layout, level)
         if not wards:
             CRITICAL_CARE_REQUESTS.labels(level.value, "no_ward").inc()
@@ -333,7 +395,7 @@ class Scheduler:
                     BedRequestWaiting(
                         event_id=_derived_id(event.event_id, f"cc:{level}:no_ward"),
                         patient_id=event.patient_id,
-                        ward=event.ward,
+                        ward=from_ward,
                         reason="no_ward_at_level_of_care",
                         cause_event_id=event.event_id,
                         level_of_care=level,
@@ -349,10 +411,10 @@ class Scheduler:
             patient_id=event.patient_id,
             level=level.value,
             requested_at_epoch=event.recorded_at.timestamp(),
-            from_ward=event.ward,
+            from_ward=from_ward,
             state="waiting",
-            band=event.band.value,
-            aggregate=event.aggregate,
+            band=band,
+            aggregate=aggregate,
         )
         result = await self.store.reserve(
             level.value,
@@ -370,17 +432,19 @@ class Scheduler:
             request.requested_at_epoch, request.band, request.aggregate, self.policy.priority
         )
 
-    async def _withdraw_critical_care(self, event: CriticalCareBedRequestWithdrawn) -> list[Output]:
-        # The withdrawal does not say the level: the request is looked for at each level in turn.
+    async def _withdraw_critical_care(
+        self, event: Event, request_id: UUID, reason: str
+    ) -> list[Output] | None:
+        """None when no level knows the request. The withdrawal does not say the level: the
+        request is looked for at each level in turn."""
         for level in CRITICAL_CARE_LEVELS:
             wards = wards_at_level(self.layout, level)
-            result = await self.store.withdraw(level.value, wards, event.request_id, event.event_id)
+            result = await self.store.withdraw(level.value, wards, request_id, event.event_id)
             if result.outcome != "unknown":
                 return await self._level_outputs(
-                    event, result, f"cc:{level}:withdraw", withdrawal_reason=event.reason
+                    event, result, f"cc:{level}:withdraw", withdrawal_reason=reason
                 )
-        log.info("withdrawal of an unknown critical-care request: nothing to do")
-        return []
+        return None
 
     async def _level_outputs(
         self,
@@ -574,9 +638,11 @@ class Scheduler:
     async def _availability(
         self, ward_id: str, cause: UUID, common: dict[str, Any], what: str = ""
     ) -> Output:
-        counts, waiting = await self.store.counts(ward_id)
+        counts, waiting, blocked = await self.store.ward_counts(ward_id)
         for status, count in counts.items():
             BEDS.labels(ward_id, status.value).set(count)
+        for reason in BLOCKED_REASONS:
+            BEDS_BLOCKED.labels(ward_id, reason).set(blocked.get(reason, 0))
         BED_REQUESTS_WAITING.labels(ward_id).set(waiting)
         ward = self.layout.ward(ward_id)
         assert ward is not None

@@ -91,7 +91,11 @@ def queue_score(
 # --- Fairness measured: the labels of the bed wait histogram -----------------------------------
 
 WAIT_BANDS: tuple[str, ...] = (*(band.value for band in Band), "unknown")
-ORIGINS: tuple[str, ...] = ("emergency", "ward", "critical_care", "transfer")
+ORIGINS: tuple[str, ...] = ("emergency", "ward", "critical_care", "transfer", "manual")
+"""`manual`: a bed manager's request for a ward bed (BedRequested through the API)."""
+
+BLOCKED_REASONS: tuple[str, ...] = ("infection", "maintenance", "staffing", "other", "unspecified")
+"""The reason codes recorded for blocked beds (`unspecified`: the block gave none)."""
 
 
 def wait_band(band: str | None) -> str:

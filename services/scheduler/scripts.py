@@ -5,13 +5,17 @@ ward's hash tag. KEYS: 1 status hash (bed -> status), 2 occupant hash (bed -> pa
 3 patient_bed hash (patient -> bed), 4 available zset (bed, by ward order), 5 order hash
 (bed -> ordinal), 6 waiting zset (patient, by request time), 7 reservation hash (bed -> JSON of
 the critical-care request holding it), 8 patient_reserved hash (patient -> reserved bed),
-9 waiting_origin hash (waiting patient -> where they come from: `ward`, `emergency`, `transfer`;
-for the bed wait metric), 10 seen key of the cause event.
+9 waiting_origin hash (waiting patient -> where they come from: `ward`, `emergency`, `transfer`,
+`manual`; for the bed wait metric), 10 blocked_reason hash (blocked bed -> reason code: `infection`,
+`maintenance`, `staffing`, `other` or `unspecified`; set when a bed becomes blocked, removed when
+it leaves blocked), 11 waiting_request hash (waiting patient -> the id of the bed manager's request
+that queued them; cleared with the wait), 12 seen key of the cause event. `CANCEL_WAIT` takes the
+same keys.
 
 Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level of care (hdu or
 icu). KEYS: 1 queue zset (request id, by the score the scheduler passes: request time minus the
 request's acuity credit, `domain.queue_score`), 2 requests hash (request id -> JSON),
-3 patient_request hash (patient -> request id), 4 seen key, then the 9 ward keys above (not the
+3 patient_request hash (patient -> request id), 4 seen key, then the 11 ward keys above (not the
 seen key) for each ward of that level, in the order of the ward ids in ARGV. They span several
 hash tags (the level's and each ward's): they need a single Redis, not a Cluster
 (docs/architecture.md §11).
@@ -26,19 +30,28 @@ Each script stores its result under the seen key: a redelivered event gets the s
 and changes nothing. Every applied change is published on the changes channel.
 """
 
+WARD_KEY_COUNT = 11
+"""How many keys a ward has (`store.WARD_STRUCTURES`); a ward script's seen key comes next."""
+
 _COMMON = """
 local function ward_at(i)
   return {status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
     order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7],
-    origin=KEYS[i+8]}
+    origin=KEYS[i+8], blocked_reason=KEYS[i+9], waiting_request=KEYS[i+10]}
+end
+-- The patient leaves the ward's waiting queue (and its side hashes).
+local function unqueue(w, patient)
+  local removed = redis.call('ZREM', w.waiting, patient)
+  redis.call('HDEL', w.origin, patient)
+  redis.call('HDEL', w.waiting_request, patient)
+  return removed
 end
 local function occupy(w, bed, patient)
   redis.call('HSET', w.status, bed, 'occupied')
   redis.call('ZREM', w.available, bed)
   redis.call('HSET', w.occupant, bed, patient)
   redis.call('HSET', w.patient_bed, patient, bed)
-  redis.call('ZREM', w.waiting, patient)
-  redis.call('HDEL', w.origin, patient)
+  unqueue(w, patient)
 end
 -- Drop a bed's reservation entries; returns the request record that held it, or nil.
 local function unreserve(w, bed)
@@ -77,8 +90,9 @@ ALLOCATE = (
     _COMMON
     + """
 -- ARGV: 1 patient, 2 seen ttl, 3 channel, 4 requested_at (epoch seconds), 5 ward,
---       6 origin (`ward`, `emergency` or `transfer`)
-local W, SEEN = ward_at(1), KEYS[10]
+--       6 origin (`ward`, `emergency`, `transfer` or `manual`), 7 the id of the bed manager's
+--       request ('' for an admission or transfer), kept with the wait so it can be cancelled
+local W, SEEN = ward_at(1), KEYS[12]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient = ARGV[1]
@@ -98,6 +112,7 @@ local popped = redis.call('ZPOPMIN', W.available)
 if #popped == 0 then
   if redis.call('ZADD', W.waiting, 'NX', ARGV[4], patient) == 1 then
     redis.call('HSET', W.origin, patient, ARGV[6])
+    if ARGV[7] ~= '' then redis.call('HSET', W.waiting_request, patient, ARGV[7]) end
   end
   return finish({outcome='waiting', ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3])
 end
@@ -114,16 +129,16 @@ TRANSITION = (
     _COMMON
     + """
 -- ARGV: 1 bed ('' to find the patient's bed), 2 patient ('' if none), 3 target status,
---       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward
-local W, SEEN = ward_at(1), KEYS[10]
+--       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward,
+--       8 the reason code recorded when the target is 'blocked'
+local W, SEEN = ward_at(1), KEYS[12]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local bed, patient, target = ARGV[1], ARGV[2], ARGV[3]
 if bed == '' then
   bed = redis.call('HGET', W.patient_bed, patient)
   if not bed then
-    local removed = redis.call('ZREM', W.waiting, patient)
-    redis.call('HDEL', W.origin, patient)
+    local removed = unqueue(W, patient)
     local outcome = 'no_bed'
     if removed == 1 then outcome = 'withdrawn' end
     return finish({outcome=outcome, ward=ARGV[7]}, SEEN, ARGV[5], ARGV[6])
@@ -161,6 +176,13 @@ if current == 'reserved' then
   if r and target == 'occupied' and r.patient == patient then fulfilled = r
   elseif r then displaced = r end
 end
+-- A blocked bed keeps its reason code while blocked, and only then.
+local blocked_reason = nil
+if current == 'blocked' then redis.call('HDEL', W.blocked_reason, bed) end
+if target == 'blocked' then
+  blocked_reason = ARGV[8]
+  redis.call('HSET', W.blocked_reason, bed, blocked_reason)
+end
 local changes = {}
 if held then
   redis.call('HSET', W.status, held, 'dirty')
@@ -186,8 +208,29 @@ if mine then
   if assigned then table.insert(changes, {mine, 'available', 'occupied'}) end
 end
 return finish({outcome='applied', ward=ARGV[7], bed=bed, previous=current, changes=changes,
-  assigned=assigned, fulfilled=fulfilled, displaced=displaced, released=released},
-  SEEN, ARGV[5], ARGV[6])
+  assigned=assigned, fulfilled=fulfilled, displaced=displaced, released=released,
+  blocked_reason=blocked_reason}, SEEN, ARGV[5], ARGV[6])
+"""
+)
+
+CANCEL_WAIT = (
+    _COMMON
+    + """
+-- A bed manager cancels their request: the patient it queued leaves the ward's waiting queue.
+-- ARGV: 1 request id, 2 seen ttl, 3 channel, 4 ward. Outcome `withdrawn` (with the patient) or
+-- `unknown` (no patient of this ward waits under that request: never queued here, served, or
+-- already withdrawn).
+local W, SEEN = ward_at(1), KEYS[12]
+local seen = redis.call('GET', SEEN)
+if seen then return seen end
+local pairs_ = redis.call('HGETALL', W.waiting_request)
+for i = 1, #pairs_, 2 do
+  if pairs_[i + 1] == ARGV[1] then
+    unqueue(W, pairs_[i])
+    return finish({outcome='withdrawn', ward=ARGV[4], patient=pairs_[i]}, SEEN, ARGV[2], ARGV[3])
+  end
+end
+return finish({outcome='unknown', ward=ARGV[4]}, SEEN, ARGV[2], ARGV[3])
 """
 )
 
@@ -209,7 +252,7 @@ local QUEUE, REQUESTS, PATIENT_REQUEST, SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local function wards_from(first)
   local wards = {}
   for j = first, #ARGV do
-    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 9)})
+    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 11)})
   end
   return wards
 end
@@ -450,12 +493,16 @@ end
 return #KEYS
 """
 
-# Beds by status and patients waiting, for one ward, in one round trip. KEYS: 1 status hash,
-# 2 waiting zset. Returns a flat list: status, count, ..., then '_waiting', count.
+# Beds by status, patients waiting and blocked beds by reason, for one ward, in one round trip.
+# KEYS: 1 status hash, 2 waiting zset, 3 blocked_reason hash. Returns a flat list: status,
+# count, ..., 'blocked:<reason>', count, ..., then '_waiting', count.
 COUNTS = """
 local counts = {}
 for _, status in ipairs(redis.call('HVALS', KEYS[1])) do
   counts[status] = (counts[status] or 0) + 1
+end
+for _, reason in ipairs(redis.call('HVALS', KEYS[3])) do
+  counts['blocked:' .. reason] = (counts['blocked:' .. reason] or 0) + 1
 end
 local flat = {}
 for status, n in pairs(counts) do

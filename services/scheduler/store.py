@@ -81,7 +81,9 @@ class CareRequest:
 @dataclass(frozen=True)
 class ChangeResult:
     """What a ward script did: `applied`, `already`, `waiting`, `withdrawn`, `no_bed`,
-    `unknown_bed`, or `refused` (an illegal transition; nothing changed).
+    `unknown_bed`, `unknown` (a cancelled request that waits in no ward), or `refused` (an illegal
+    transition; nothing changed). `blocked_reason` is the code recorded for a bed that became
+    blocked; `patient_id` the patient whose wait a cancellation withdrew.
 
     For a reserved bed: `fulfilled` is the request whose patient got a bed in this ward (their
     reserved one or, `released`, a named one, which freed the reserved bed); `displaced` is a
@@ -96,6 +98,8 @@ class ChangeResult:
     fulfilled: CareRequest | None = None
     displaced: CareRequest | None = None
     released: CareRequest | None = None
+    blocked_reason: str | None = None
+    patient_id: str | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChangeResult:
@@ -112,6 +116,8 @@ class ChangeResult:
             fulfilled=CareRequest.from_data(data.get("fulfilled")),
             displaced=CareRequest.from_data(data.get("displaced")),
             released=CareRequest.from_data(data.get("released")),
+            blocked_reason=data.get("blocked_reason"),
+            patient_id=data.get("patient"),
         )
 
 
@@ -187,7 +193,10 @@ WARD_STRUCTURES: tuple[tuple[str, str], ...] = (
     ("reservation", "hash"),
     ("patient_reserved", "hash"),
     ("waiting_origin", "hash"),
+    ("blocked_reason", "hash"),
+    ("waiting_request", "hash"),
 )
+assert len(WARD_STRUCTURES) == scripts.WARD_KEY_COUNT, "the scripts' ward_at() must match"
 LEVEL_STRUCTURES: tuple[tuple[str, str], ...] = (
     ("queue", "zset"),
     ("requests", "hash"),
@@ -226,6 +235,7 @@ class RedisBedStore:
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
         self._counts = redis.register_script(scripts.COUNTS)
         self._restore = redis.register_script(scripts.RESTORE)
+        self._cancel_wait = redis.register_script(scripts.CANCEL_WAIT)
         self._touched: set[str] = set()
 
     def take_touched(self) -> list[str]:
@@ -234,7 +244,7 @@ class RedisBedStore:
         return touched
 
     def _noted(self, result: ChangeResult) -> ChangeResult:
-        if result.outcome not in ("refused", "unknown_bed", "already"):
+        if result.outcome not in ("refused", "unknown_bed", "already", "unknown"):
             self._touched.add(f"ward:{result.ward}")
         return result
 
@@ -311,9 +321,11 @@ class RedisBedStore:
         event_id: UUID,
         requested_at_epoch: float,
         origin: str = "ward",
+        request_id: UUID | None = None,
     ) -> ChangeResult:
         """Give the patient the ward's first available bed, or queue them (FIFO, remembering
-        `origin` for the bed wait metric); atomic."""
+        `origin` for the bed wait metric, and `request_id`, a bed manager's request, so that it
+        can be cancelled); atomic."""
         args: list[str | int | float] = [
             patient_id,
             self.seen_ttl_seconds,
@@ -321,6 +333,7 @@ class RedisBedStore:
             requested_at_epoch,
             ward,
             origin,
+            str(request_id) if request_id else "",
         ]
         raw = await self._allocate(keys=self._keys(ward, event_id), args=args)
         return self._noted(ChangeResult.from_json(raw))
@@ -334,11 +347,13 @@ class RedisBedStore:
         bed: str | None = None,
         patient_id: str | None = None,
         step: str = "",
+        blocked_reason: str = "unspecified",
     ) -> ChangeResult:
         """Move a bed (or the patient's bed) to `target` if the lifecycle allows it; atomic.
 
         `step` tells apart several changes one event causes in the same ward (a transfer within
         a ward releases one bed and occupies another), each idempotent on its own.
+        `blocked_reason` is the code recorded while the bed is blocked (for target blocked).
         """
         allowed = ",".join(sorted(status.value for status in allowed_from(target)))
         args: list[str | int] = [
@@ -349,9 +364,22 @@ class RedisBedStore:
             self.seen_ttl_seconds,
             self.channel,
             ward,
+            blocked_reason,
         ]
         raw = await self._transition(keys=self._keys(ward, event_id, step), args=args)
         return self._noted(ChangeResult.from_json(raw))
+
+    async def cancel_wait(self, ward: str, request_id: UUID, event_id: UUID) -> ChangeResult:
+        """Withdraw the patient a bed manager's request `request_id` queued for this ward; the
+        outcome is `withdrawn` (`patient_id` set) or `unknown`; atomic."""
+        args: list[str | int] = [str(request_id), self.seen_ttl_seconds, self.channel, ward]
+        raw = await self._cancel_wait(keys=self._keys(ward, event_id, "cancel"), args=args)
+        return self._noted(ChangeResult.from_json(raw))
+
+    async def blocked_reasons(self, ward: str) -> dict[str, str]:
+        """Blocked bed -> its recorded reason code."""
+        raw = await self.redis.hgetall(self._ward_keys(ward)[9])
+        return {_text(bed): _text(reason) for bed, reason in raw.items()}
 
     async def reserve(
         self,
@@ -428,12 +456,20 @@ class RedisBedStore:
     async def counts(self, ward: str) -> tuple[dict[BedStatus, int], int]:
         """Beds by status (every status present, zero when none) and patients waiting, read
         together in one script (no per-bed reply to parse)."""
-        keys = self._keys(ward)
-        flat = await self._counts(keys=[keys[0], keys[5]], args=[])
-        pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-        waiting = int(pairs.pop("_waiting", 0))
-        by_status = {status: int(pairs.get(status.value, 0)) for status in BedStatus}
+        by_status, waiting, _ = await self.ward_counts(ward)
         return by_status, waiting
+
+    async def ward_counts(self, ward: str) -> tuple[dict[BedStatus, int], int, dict[str, int]]:
+        """As `counts`, and blocked beds by recorded reason code (only codes present)."""
+        keys = self._keys(ward)
+        flat = await self._counts(keys=[keys[0], keys[5], keys[9]], args=[])
+        pairs = {_text(k): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+        waiting = pairs.pop("_waiting", 0)
+        by_status = {status: pairs.get(status.value, 0) for status in BedStatus}
+        blocked = {
+            k.removeprefix("blocked:"): n for k, n in pairs.items() if k.startswith("blocked:")
+        }
+        return by_status, waiting, blocked
 
     async def waiting_count(self, ward: str) -> int:
         return int(await self.redis.zcard(self._keys(ward)[5]))

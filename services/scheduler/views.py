@@ -69,13 +69,30 @@ async def wards(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, 
 
 
 async def ward_beds(redis: Redis, prefix: str, ward: Ward) -> dict[str, Any]:
-    """Every bed of one ward, in layout order, with its status."""
+    """Every bed of one ward, in layout order, with its status and, for a blocked bed, the
+    recorded reason code (null otherwise)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hgetall(ward_key(prefix, ward.id, "status"))
+        pipe.hgetall(ward_key(prefix, ward.id, "blocked_reason"))
         pipe.time()
-        statuses, time_reply = await pipe.execute()
-    beds = [{"bed": bed, "status": statuses[bed]} for bed in ward.beds if bed in statuses]
+        statuses, reasons, time_reply = await pipe.execute()
+    beds = [
+        {"bed": bed, "status": statuses[bed], "blocked_reason": reasons.get(bed)}
+        for bed in ward.beds
+        if bed in statuses
+    ]
     return {**_stamp(_instant(time_reply)), "ward": ward.id, "beds": beds}
+
+
+async def patient_ward(
+    redis: Redis, prefix: str, layout: HospitalLayout, patient_id: str
+) -> str | None:
+    """The ward where the live state has the patient in a bed (the first in layout order)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for ward in layout.wards:
+            pipe.hexists(ward_key(prefix, ward.id, "patient_bed"), patient_id)
+        found = await pipe.execute()
+    return next((ward.id for ward, has in zip(layout.wards, found, strict=True) if has), None)
 
 
 async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, Any]:
@@ -85,6 +102,7 @@ async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> di
     async with redis.pipeline(transaction=True) as pipe:
         for ward in layout.wards:
             pipe.zrange(ward_key(prefix, ward.id, "waiting"), 0, -1, withscores=True)
+            pipe.hgetall(ward_key(prefix, ward.id, "waiting_request"))
         for level in levels:
             pipe.zrange(level_key(prefix, level, "queue"), 0, -1)
             pipe.hgetall(level_key(prefix, level, "requests"))
@@ -92,13 +110,15 @@ async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> di
         replies = await pipe.execute()
     now = _instant(replies[-1])
     requests: list[dict[str, Any]] = []
-    for ward, waiting in zip(layout.wards, replies[: len(layout.wards)], strict=True):
+    ward_replies = replies[: 2 * len(layout.wards)]
+    for index, ward in enumerate(layout.wards):
+        waiting, request_ids = ward_replies[2 * index], ward_replies[2 * index + 1]
         for position, (patient, requested_at) in enumerate(waiting, start=1):
             requests.append(
                 _request(
                     now,
                     origin="ward_admission",
-                    request_id=None,
+                    request_id=request_ids.get(patient),  # a bed manager's request, else None
                     patient_id=patient,
                     level_of_care=ward.level_of_care.value,
                     requested_at=float(requested_at),
@@ -109,7 +129,7 @@ async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> di
                     position=position,
                 )
             )
-    level_replies = replies[len(layout.wards) : -1]
+    level_replies = replies[2 * len(layout.wards) : -1]
     for index, level in enumerate(levels):
         queue, records = level_replies[2 * index], level_replies[2 * index + 1]
         positions = {request_id: i for i, request_id in enumerate(queue, start=1)}

@@ -37,6 +37,10 @@ id = "W1"
 level_of_care = "general"
 beds = 2
 [[wards]]
+id = "W2"
+level_of_care = "general"
+beds = 1
+[[wards]]
 id = "H1"
 level_of_care = "hdu"
 beds = 1
@@ -119,6 +123,12 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
         first_bed = next(iter(sorted(beds)))
         await eventually(lambda: _status(store, "W1", first_bed, BedStatus.DIRTY))
         await publish(producer, settings, EVENTS_CLEAN, reported(first_bed, BedStatus.CLEANING))
+        # W2's only bed is blocked with a reason code (kept in the ward's blocked_reason hash).
+        block = reported("W2-01", BedStatus.BLOCKED, "W2").model_copy(
+            update={"blocked_reason": "maintenance"}
+        )
+        await publish(producer, settings, EVENTS_CLEAN, block)
+        await eventually(lambda: _status(store, "W2", "W2-01", BedStatus.BLOCKED))
         # Critical care: P2 gets the ICU bed, P4 the HDU bed, then P5 queues for HDU.
         queued = bed_requested("P5", "hdu")
         await publish(producer, settings, PATIENTS_ASSESSMENTS, icu, hdu)
@@ -137,11 +147,19 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
     before = await dump(redis, settings.redis_key_prefix)
     assert before[f"t{unique}:{{ward:W1}}:waiting"][0][0] == "P3"
     assert before[f"t{unique}:{{level:hdu}}:queue"][0][0] == str(queued.event_id)
+    assert before[f"t{unique}:{{ward:W2}}:blocked_reason"] == {"W2-01": "maintenance"}
 
     await wipe(redis, settings.redis_key_prefix)
     assert await dump(redis, settings.redis_key_prefix) == {}
     report = await rebuild(settings, store, timeout_seconds=30)
-    assert set(report.restored) == {"ward:W1", "ward:H1", "ward:I1", "level:hdu", "level:icu"}
+    assert set(report.restored) == {
+        "ward:W1",
+        "ward:W2",
+        "ward:H1",
+        "ward:I1",
+        "level:hdu",
+        "level:icu",
+    }
     assert await dump(redis, settings.redis_key_prefix) == before
 
     # The rebuilt state works: the cleaned bed becomes available and goes to the waiting P3.
