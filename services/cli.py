@@ -192,11 +192,20 @@ def keys_new(
     kinds: Annotated[
         list[str],
         typer.Option(
-            "--kind", help="An event kind it may send; repeat. Default: all (none with --read)."
+            "--kind",
+            help="An event kind it may send; repeat. Default: all (none with --read or --write).",
         ),
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     read: Annotated[
         bool, typer.Option("--read", help="It may read the scheduler's API (bed boards).")
+    ] = False,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help="It may write through the scheduler's API (bed requests, cancellations,"
+            " blocking beds).",
+        ),
     ] = False,
 ) -> None:
     """Make a new API key: give the key to the sender, put the printed table in the sources file."""
@@ -209,7 +218,7 @@ def keys_new(
             param_hint="--kind",
         )
     key, digest = new_key()
-    allowed = ", ".join(f'"{kind}"' for kind in kinds) if kinds or read else '"*"'
+    allowed = ", ".join(f'"{kind}"' for kind in kinds) if kinds or read or write else '"*"'
     typer.echo(
         f"# API key for {source} (shown once; give it to the sender, store it nowhere else):"
     )
@@ -220,6 +229,8 @@ def keys_new(
     typer.echo(f"kinds = [{allowed}]")
     if read:
         typer.echo("read = true")
+    if write:
+        typer.echo("write = true")
 
 
 def _utc_timestamp(text: str) -> datetime:

@@ -1,12 +1,13 @@
-"""API keys, shared by ingest (who may send) and the scheduler (who may read).
+"""API keys, shared by ingest (who may send) and the scheduler (who may read, who may write).
 
 Keys are never stored: a configured key is the SHA-256 of the key (keys are long random tokens, so
 a plain digest is enough and lets a presented key be looked up without a timing signal). Keys come
 from the sources file (`WARDFLOW_SOURCES_FILE`, `[[sources]]` tables with at least `name` and
 `key_sha256`) and, for development, from `WARDFLOW_API_KEYS` (plain keys, hashed in memory).
 
-This module knows only the parts every service shares: each entry's `name`, `key_sha256` and
-`read` (may it read the scheduler's API). What a source may send is ingest's business
+This module knows only the parts every service shares: each entry's `name`, `key_sha256`,
+`read` (may it read the scheduler's API) and `write` (may it ask the scheduler's API for beds,
+cancel requests, block and unblock beds). What a source may send is ingest's business
 (`services/ingest/sources.py`).
 """
 
@@ -48,6 +49,7 @@ class KeyEntry:
     name: str
     key_sha256: str
     read: bool = False  # may read the scheduler's API (GET /v1/...)
+    write: bool = False  # may write through the scheduler's API (POST, DELETE /v1/...)
 
 
 def key_digest(key: str) -> str:
@@ -115,7 +117,10 @@ def key_entry(index: int, entry: Any) -> KeyEntry:
     read = entry.get("read", False)
     if not isinstance(read, bool):
         raise SourcesError(f"{where}.read: must be true or false")
-    return KeyEntry(name, digest.lower(), read)
+    write = entry.get("write", False)
+    if not isinstance(write, bool):
+        raise SourcesError(f"{where}.write: must be true or false")
+    return KeyEntry(name, digest.lower(), read, write)
 
 
 def key_entries(text: str) -> list[KeyEntry]:
@@ -133,14 +138,21 @@ def plain_keys(keys: Mapping[str, SecretStr]) -> dict[str, str]:
 
 
 def dev_key_entries(keys: Mapping[str, str]) -> list[KeyEntry]:
-    """Entries for plain development keys: they may read."""
-    return [KeyEntry(name, key_digest(key), read=True) for name, key in keys.items()]
+    """Entries for plain development keys: they may read and write."""
+    return [KeyEntry(name, key_digest(key), read=True, write=True) for name, key in keys.items()]
 
 
 def readers(sources_text: str, dev_keys: Mapping[str, str]) -> KeyRing[KeyEntry]:
     """Who may read: the file's entries with `read = true`, and every development key."""
     entries = [e for e in key_entries(sources_text) if e.read] if sources_text else []
     return KeyRing([*entries, *dev_key_entries(dev_keys)])
+
+
+def api_clients(sources_text: str, dev_keys: Mapping[str, str]) -> KeyRing[KeyEntry]:
+    """Who may use the scheduler's API at all: the file's entries with `read = true` or
+    `write = true`, and every development key. Each route then checks its own permission."""
+    entries = key_entries(sources_text) if sources_text else []
+    return KeyRing([*(e for e in entries if e.read or e.write), *dev_key_entries(dev_keys)])
 
 
 def strong_dev_keys(keys: dict[str, SecretStr]) -> dict[str, SecretStr]:

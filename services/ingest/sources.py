@@ -4,7 +4,8 @@ API keys are never stored: a source is configured with the SHA-256 of its key; h
 fields of an entry and the key lookup are in `services/common/auth.py` (the scheduler's read API
 uses them too). Sources come from a TOML file (`WARDFLOW_SOURCES_FILE`) and, for development, from
 `WARDFLOW_API_KEYS` (plain keys, hashed in memory, allowed every kind). An entry with `read = true`
-may leave out `kinds`: it is a reader of the scheduler's API that sends nothing.
+or `write = true` may leave out `kinds`: it is a client of the scheduler's API that sends nothing
+to ingest.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _source(index: int, entry: Any, default_rate: float, default_burst: float) -
     where = f"sources[{index}]"
     shared = key_entry(index, entry)  # name, key_sha256, read
     kinds = _strings(entry.get("kinds", []), f"{where}.kinds")
-    if not kinds and not shared.read:
+    if not kinds and not (shared.read or shared.write):
         raise SourcesError(f'{where}.kinds: list at least one event kind, or "*"')
     unknown = unknown_kinds(kinds)
     if unknown:

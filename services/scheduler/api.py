@@ -1,8 +1,12 @@
-"""Scheduler HTTP API for bed managers and boards: live beds, open requests, a change stream.
+"""Scheduler HTTP API for bed managers and boards: live beds, open requests, a change stream,
+and bed managers' writes (bed requests, cancellations, blocks and unblocks).
 
-Read from Redis directly. Every /v1 endpoint needs `Authorization: Bearer <key>` of a reader (a
-sources-file entry with `read = true`, or a development key); /healthz is open. Every JSON answer
-carries `as_of` (Redis's clock, read with the data) and `source`.
+Reads come from Redis directly; every JSON answer carries `as_of` (Redis's clock, read with the
+data) and `source`. Writes never touch Redis: each publishes an event to scheduling.requests
+(`commands.py`) and answers 202 once the broker acknowledged it; the scheduler's stage applies it.
+Every /v1 endpoint needs `Authorization: Bearer <key>` (401 without a known key): reads want a
+key with `read = true`, writes one with `write = true` (403 otherwise); development keys may do
+both. /healthz is open. Errors name fields, never values.
 """
 
 from __future__ import annotations
@@ -11,17 +15,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
+from schemas.base import Identifier
+from schemas.beds import BedRequestCancelled, BedRequested, BedStatusReported, BlockedReason
+from schemas.vocabulary import Band, BedStatus
 from services.common.auth import KeyEntry, KeyRing
-from services.common.hospital import HospitalLayout
+from services.common.hospital import HospitalLayout, Ward
 from services.scheduler import views
+from services.scheduler.commands import RETRY_AFTER_SECONDS, BrokerUnavailable, Publisher
 from services.scheduler.store import RedisBedStore
 
 log = logging.getLogger(__name__)
@@ -29,25 +42,77 @@ log = logging.getLogger(__name__)
 STREAM_POLL_SECONDS = 1.0
 """How long an idle stream waits for a change before it checks whether the server is stopping."""
 UNSUBSCRIBE_TIMEOUT_SECONDS = 2.0
-BEARER = HTTPBearer(auto_error=False, description="The API key of a reader.")
+BEARER = HTTPBearer(auto_error=False, description="The API key of a reader or a writer.")
+
+Pseudonym = Annotated[str, Field(pattern=r"^p[0-9a-f]{32}$")]
+"""A patient as the API and the topics show them: ingest's pseudonym (never an MRN)."""
+
+
+class BedRequestBody(BaseModel):
+    """POST /v1/requests: a bed for a patient in a ward, or an HDU/ICU bed (give one of the two)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: Pseudonym
+    ward: Identifier | None = None
+    level_of_care: Literal["hdu", "icu"] | None = None
+    from_ward: Identifier | None = Field(
+        default=None,
+        description="With level_of_care: the ward the patient is in; default the ward where the"
+        " live state has them in a bed.",
+    )
+    band: Band | None = Field(default=None, description="NEWS2 band: the request's acuity.")
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class BlockBody(BaseModel):
+    """POST /v1/beds/{ward}/{bed}/block."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    blocked_reason: BlockedReason
+    reason: str | None = Field(default=None, max_length=200)
+
+
+def _refusal(status: int, reason: str, errors: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse({"reason": reason, "errors": errors}, status_code=status)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    """`body.band` -> `band`, `path.request_id` -> `request_id`: the field a client sent."""
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in ("body", "path", "query", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+class Refused(Exception):
+    """A write refused before anything was published: 422 naming the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 def create_api(
     store: RedisBedStore,
     layout: HospitalLayout,
-    readers: KeyRing[KeyEntry],
+    clients: KeyRing[KeyEntry],
     *,
     closing: asyncio.Event | None = None,
+    publisher: Publisher | None = None,
 ) -> FastAPI:
     """The app; setting `closing` ends every open stream (within STREAM_POLL_SECONDS), so the
-    server can stop while boards are connected."""
+    server can stop while boards are connected. `clients` are the keys allowed in at all (each
+    route checks `read` or `write`); without a `publisher` the write endpoints are not served."""
     api = FastAPI(title="wardflow scheduler", version="1")
     stopping = closing if closing is not None else asyncio.Event()
 
-    async def reader(
+    async def client(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> KeyEntry:
-        holder = readers.by_key(credentials.credentials if credentials else "")
+        holder = clients.by_key(credentials.credentials if credentials else "")
         if holder is None:
             raise HTTPException(
                 401,
@@ -55,6 +120,39 @@ def create_api(
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return holder
+
+    as_client = Depends(client)  # a default, not an annotation: `client` is a local function
+
+    async def reader(holder: KeyEntry = as_client) -> KeyEntry:
+        if not holder.read:
+            raise HTTPException(403, detail="this key may not read (its entry lacks read = true)")
+        return holder
+
+    async def writer(holder: KeyEntry = as_client) -> KeyEntry:
+        if not holder.write:
+            raise HTTPException(403, detail="this key may not write (its entry lacks write = true)")
+        return holder
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        # Name the field and the problem, never the value sent (it may be a patient id).
+        errors = [{"field": _field(e["loc"]), "problem": e["msg"]} for e in error.errors()]
+        return _refusal(422, "invalid_request", errors)
+
+    @api.exception_handler(Refused)
+    async def refused(_: Request, error: Refused) -> JSONResponse:
+        return _refusal(422, "invalid_request", [{"field": error.field, "problem": error.problem}])
+
+    @api.exception_handler(BrokerUnavailable)
+    async def broker_down(_: Request, error: BrokerUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {
+                "reason": "broker_unavailable",
+                "detail": "the broker did not confirm: nothing was requested; retry later",
+            },
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(reader)])
 
@@ -109,4 +207,107 @@ def create_api(
                 await pubsub.aclose()
 
     api.include_router(v1)
+    if publisher is not None:
+        api.include_router(_writes(store, layout, publisher, writer))
     return api
+
+
+def _writes(
+    store: RedisBedStore, layout: HospitalLayout, publisher: Publisher, writer: Any
+) -> APIRouter:
+    """The write endpoints: each publishes one event to scheduling.requests, answers 202 with its
+    id once the broker acknowledged it, and leaves Redis to the scheduler's stage."""
+    v1 = APIRouter(prefix="/v1")
+    as_writer = Depends(writer)  # a default, not an annotation: these are local functions
+
+    def envelope(holder: KeyEntry) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return {"event_id": uuid4(), "occurred_at": now, "recorded_at": now, "source": holder.name}
+
+    def known_bed(ward_id: str, bed: str) -> Ward:
+        ward = layout.ward(ward_id)
+        if ward is None:
+            raise HTTPException(404, detail=f"ward {ward_id!r} is not in the hospital layout")
+        if bed not in ward.beds:
+            raise HTTPException(404, detail=f"bed {bed!r} is not in ward {ward_id!r}")
+        return ward
+
+    @v1.post("/requests", status_code=202)
+    async def request_bed(body: BedRequestBody, holder: KeyEntry = as_writer) -> dict[str, str]:
+        """Ask for a bed: with `ward`, a bed of that ward (allocated at once, the bed becomes
+        occupied for the patient, or the patient waits for the ward); with `level_of_care`, an
+        HDU/ICU bed reserved or queued by acuity. Answers the request id."""
+        if (body.ward is None) == (body.level_of_care is None):
+            raise Refused("ward", "give exactly one of ward and level_of_care")
+        from_ward = body.from_ward
+        if body.ward is not None:
+            if layout.ward(body.ward) is None:
+                raise HTTPException(404, detail=f"ward {body.ward!r} is not in the hospital layout")
+            if from_ward is not None:
+                raise Refused("from_ward", "only with level_of_care")
+        elif from_ward is None:
+            from_ward = await views.patient_ward(store.redis, store.prefix, layout, body.patient_id)
+            if from_ward is None:
+                raise Refused("from_ward", "the patient has no bed: name the ward they are in")
+        elif layout.ward(from_ward) is None:
+            raise Refused("from_ward", "not a ward of the hospital layout")
+        event = BedRequested(
+            **envelope(holder),
+            patient_id=body.patient_id,
+            ward=body.ward,
+            level_of_care=body.level_of_care,
+            from_ward=from_ward if body.level_of_care else None,
+            band=body.band,
+            reason=body.reason,
+            requested_by=holder.name,
+        )
+        await publisher.publish(event)
+        return {"request_id": str(event.event_id)}
+
+    @v1.delete("/requests/{request_id}", status_code=202)
+    async def cancel_request(request_id: UUID, holder: KeyEntry = as_writer) -> dict[str, str]:
+        """Cancel a request: a critical-care one is withdrawn (a reserved bed is freed), a
+        patient waiting for a ward leaves its queue. An unknown or settled request (one that
+        already got its bed) changes nothing."""
+        event = BedRequestCancelled(
+            **envelope(holder), request_id=request_id, cancelled_by=holder.name
+        )
+        await publisher.publish(event)
+        return {"request_id": str(request_id), "event_id": str(event.event_id)}
+
+    @v1.post("/beds/{ward_id}/{bed}/block", status_code=202)
+    async def block(
+        ward_id: str, bed: str, body: BlockBody, holder: KeyEntry = as_writer
+    ) -> dict[str, str]:
+        """Block a bed with a reason code (a bed in use cannot be blocked: the scheduler refuses
+        it with a BedTransitionRefused)."""
+        known_bed(ward_id, bed)
+        code, text = body.blocked_reason, body.reason
+        return await report(holder, ward_id, bed, BedStatus.BLOCKED, code, text)
+
+    @v1.post("/beds/{ward_id}/{bed}/unblock", status_code=202)
+    async def unblock(ward_id: str, bed: str, holder: KeyEntry = as_writer) -> dict[str, str]:
+        """Unblock a bed: it goes to cleaning (a blocked bed comes back only through cleaning)."""
+        known_bed(ward_id, bed)
+        return await report(holder, ward_id, bed, BedStatus.CLEANING, None, None)
+
+    async def report(
+        holder: KeyEntry,
+        ward_id: str,
+        bed: str,
+        status: BedStatus,
+        code: BlockedReason | None,
+        reason: str | None,
+    ) -> dict[str, str]:
+        event = BedStatusReported(
+            **envelope(holder),
+            ward=ward_id,
+            bed=bed,
+            status=status,
+            blocked_reason=code,
+            reason=reason,
+        )
+        await publisher.publish(event)
+        return {"event_id": str(event.event_id), "ward": ward_id, "bed": bed, "status": status}
+
+    return v1

@@ -26,18 +26,24 @@ class SchedulerSettings(ServiceSettings):
     reservation_sweep_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often expired bed reservations are released."
     )
+    broker_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a write of the HTTP API waits for the broker before answering 503.",
+    )
     seen_event_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long applied event ids are remembered."
     )
     sources_file: str = Field(
         default="",
         description="The sources file ingest reads (TOML [[sources]]): entries with `read = true` "
-        "may read the HTTP API with `Authorization: Bearer <key>`.",
+        "may read the HTTP API with `Authorization: Bearer <key>`, entries with `write = true` may "
+        "write through it (bed requests, cancellations, blocks).",
     )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Development only: name -> plain API key, as JSON, the same variable as "
-        "ingest's (WARDFLOW_API_KEYS). Every such key may read the HTTP API.",
+        "ingest's (WARDFLOW_API_KEYS). Every such key may read and write through the HTTP API.",
     )
 
     @field_validator("api_keys")

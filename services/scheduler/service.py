@@ -1,4 +1,5 @@
-"""The scheduler process: the Kafka stage and the HTTP API on one event loop."""
+"""The scheduler process: the Kafka stage and the HTTP API on one event loop. The API's writes go
+to Kafka through their own producer (acks=all), never to Redis: the stage applies them."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS
-from services.common.auth import KeyEntry, KeyRing, plain_keys, read_sources_file, readers
+from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_REQUESTS
+from services.common.auth import KeyEntry, KeyRing, api_clients, plain_keys, read_sources_file
 from services.common.hospital import load_layout
 from services.common.http import http_server
+from services.common.kafka import make_producer
 from services.common.runtime import until_stopped
 from services.common.stage import StageRunner
 from services.scheduler.api import create_api
 from services.scheduler.app import STAGE, Scheduler
+from services.scheduler.commands import Publisher
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.policy import load_policy
 from services.scheduler.rebuild import rebuild
@@ -25,18 +28,21 @@ from services.scheduler.store import RedisBedStore
 log = logging.getLogger(__name__)
 
 
-def load_readers(settings: SchedulerSettings) -> KeyRing[KeyEntry]:
-    """Who may read the HTTP API: sources-file entries with `read = true`, and dev keys."""
-    return readers(read_sources_file(settings.sources_file), plain_keys(settings.api_keys))
+def load_clients(settings: SchedulerSettings) -> KeyRing[KeyEntry]:
+    """Who may use the HTTP API: sources-file entries with `read = true` (reads) or
+    `write = true` (writes), and dev keys (both)."""
+    return api_clients(read_sources_file(settings.sources_file), plain_keys(settings.api_keys))
 
 
 async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     layout = load_layout(settings.hospital_layout)
-    keys = load_readers(settings)  # configuration errors stop the process here
+    keys = load_clients(settings)  # configuration errors stop the process here
     if not keys.holders:
-        log.warning("no readers configured: every /v1 request will be refused with 401")
+        log.warning("no readers or writers configured: every /v1 request will be refused with 401")
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    producer = make_producer(settings, linger_ms=0)  # the API's writes; the stage has its own
     try:
+        await producer.start()
         store = RedisBedStore(redis, settings.redis_key_prefix, settings.seen_event_ttl_seconds)
         # Kafka first: scopes Redis lost (a wipe, a new Redis) come back from beds.state before
         # the layout's missing beds are created and the first snapshots are published.
@@ -48,7 +54,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         runner = StageRunner(
             STAGE,
             settings,
-            [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
+            [EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_REQUESTS],
             scheduler,
             transient_errors=(RedisConnectionError, RedisTimeoutError),
             prepare=scheduler.initial_snapshots,
@@ -57,7 +63,8 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             tick_seconds=settings.reservation_sweep_seconds,
         )
         closing = asyncio.Event()  # ends open event streams, so the server can stop
-        api = create_api(store, layout, keys, closing=closing)
+        publisher = Publisher(producer, settings, settings.broker_timeout_seconds)
+        api = create_api(store, layout, keys, closing=closing, publisher=publisher)
         server = http_server(api, settings.http_host, settings.http_port)
         tasks = [asyncio.create_task(runner.run()), asyncio.create_task(server.serve())]
         try:
@@ -68,4 +75,5 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        await producer.stop()
         await redis.aclose()

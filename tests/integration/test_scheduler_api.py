@@ -179,8 +179,8 @@ async def test_wards_and_beds_say_what_and_how_fresh(client, store, redis) -> No
     beds = (await client.get("/v1/wards/W1/beds", headers=AUTH)).json()
     await assert_fresh(beds, redis)
     assert beds["beds"] == [
-        {"bed": "W1-01", "status": "occupied"},
-        {"bed": "W1-02", "status": "available"},
+        {"bed": "W1-01", "status": "occupied", "blocked_reason": None},
+        {"bed": "W1-02", "status": "available", "blocked_reason": None},
     ]
     assert (await client.get("/v1/wards/NOPE/beds", headers=AUTH)).status_code == 404
 
