@@ -415,4 +415,12 @@ def test_the_example_sources_file_is_valid() -> None:
     assert not board.kinds, "a board reads the scheduler's API and sends nothing"
     from services.common.auth import readers
 
-    assert {r.name for r in readers(text, {}).holders} == {"housekeeping", "bed-board"}
+    assert {r.name for r in readers(text, {}).holders} == {
+        "housekeeping",
+        "bed-board",
+        "bed-manager",
+    }
+    from services.common.auth import api_clients
+
+    writers = {c.name for c in api_clients(text, {}).holders if c.write}
+    assert writers == {"bed-manager"}, "only the bed managers' tool may write"
