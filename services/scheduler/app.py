@@ -309,7 +309,9 @@ class Scheduler:
                 Output(
                     BEDS_EVENTS,
                     BedStatusChanged(
-                        event_id=_derived_id(cause.event_id, f"{result.ward}:change:{index}"),
+                        # The step tells apart the release and the placement of a transfer
+                        # within one ward: both are changes of that ward, by one event.
+                        event_id=_derived_id(cause.event_id, f"{result.ward}:{step}change:{index}"),
                         ward=result.ward,
                         bed=change.bed,
                         previous_status=change.previous,
@@ -342,7 +344,11 @@ class Scheduler:
             TRANSITIONS_REFUSED.labels(result.ward).inc()
             outputs.append(self._refused(cause, result, requested, common))
         if result.changes or result.outcome in ("waiting", "withdrawn"):
-            outputs.append(await self._availability(result.ward, cause.event_id, common))
+            outputs.append(
+                await self._availability(
+                    result.ward, cause.event_id, common, f"{result.ward}:{step}availability"
+                )
+            )
         return [*outputs, *await self._settle(cause, result, step)]
 
     async def _settle(self, cause: Event, result: ChangeResult, step: str) -> list[Output]:

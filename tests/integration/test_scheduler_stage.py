@@ -395,12 +395,19 @@ async def test_transfer_within_a_ward_moves_the_patient_to_the_new_bed(
     transfer = PatientTransferred(
         event_id=uuid4(), patient_id="P1", from_ward="W1", ward="W1", bed="W1-03", **ENVELOPE
     )
-    await scheduler(EVENTS_CLEAN, transfer)
+    outputs = await scheduler(EVENTS_CLEAN, transfer)
     assert await store.statuses("W1") == {
         "W1-01": BedStatus.DIRTY,
         "W1-02": BedStatus.AVAILABLE,
         "W1-03": BedStatus.OCCUPIED,
     }
+    changes = [o.event for o in outputs if isinstance(o.event, BedStatusChanged)]
+    assert [(c.bed, c.status) for c in changes] == [
+        ("W1-01", BedStatus.DIRTY),
+        ("W1-03", BedStatus.OCCUPIED),
+    ]
+    ids = [o.event.event_id for o in outputs]
+    assert len(set(ids)) == len(ids), "the release and the placement have their own ids"
 
 
 async def test_transfer_to_an_unknown_ward_changes_nothing(store: RedisBedStore) -> None:
