@@ -11,18 +11,22 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import Event, Identifier
+from schemas.vocabulary import Capability, Sex
 
 LocationField = Literal["ward", "bed"]
 
 
 class PatientAdmitted(Event):
-    """A patient was admitted to a ward (A01, A06); without `bed` the scheduler finds one."""
+    """A patient was admitted to a ward (A01, A06); without `bed` the scheduler finds one that
+    has every capability in `needs`, in a bay whose sex policy accepts `sex`."""
 
     kind: Literal["PatientAdmitted"] = "PatientAdmitted"
     patient_id: Identifier
     encounter_id: Identifier | None = None
     ward: Identifier
     bed: Identifier | None = None
+    needs: list[Capability] = Field(default=[], max_length=4)
+    sex: Sex | None = None
 
 
 class PatientRegistered(Event):
@@ -36,7 +40,7 @@ class PatientRegistered(Event):
 
 class PatientTransferred(Event):
     """A patient moved from one ward (and bed) to another (A02); without `bed` the scheduler
-    finds one."""
+    finds one matching `needs` and `sex` (as for PatientAdmitted)."""
 
     kind: Literal["PatientTransferred"] = "PatientTransferred"
     patient_id: Identifier
@@ -45,6 +49,8 @@ class PatientTransferred(Event):
     from_bed: Identifier | None = None
     ward: Identifier
     bed: Identifier | None = None
+    needs: list[Capability] = Field(default=[], max_length=4)
+    sex: Sex | None = None
 
 
 class PatientDischarged(Event):

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field, model_validator
 
 from schemas.base import Contract, Event, Identifier
-from schemas.vocabulary import Band, BedStatus, LevelOfCare
+from schemas.vocabulary import Band, BedStatus, Capability, LevelOfCare, Sex
 
 BlockedReason = Literal["infection", "maintenance", "staffing", "other"]
 """Why a bed is blocked, as a code (small and fixed: it labels a metric)."""
@@ -97,7 +97,9 @@ class BedRequested(Event):
     or queued for the ward) and `level_of_care` (an HDU/ICU bed in any ward of that level:
     reserved or queued by acuity, as a critical-care request; `from_ward` is then the patient's
     current ward). `band` is the patient's NEWS2 band, the acuity of a critical-care request.
-    `requested_by` is the name of the API key's source, never a person."""
+    `needs` and `sex` restrict a ward bed as for PatientAdmitted (a critical-care reservation
+    does not match on them yet). `requested_by` is the name of the API key's source, never a
+    person."""
 
     kind: Literal["BedRequested"] = "BedRequested"
     patient_id: Identifier
@@ -107,6 +109,8 @@ class BedRequested(Event):
     band: Band | None = None
     reason: str | None = Field(default=None, max_length=200)
     origin: Literal["manual"] = "manual"
+    needs: list[Capability] = Field(default=[], max_length=4)
+    sex: Sex | None = None
     requested_by: Identifier
 
     @model_validator(mode="after")
@@ -133,14 +137,17 @@ class BedRequestWaiting(Event):
 
     For a critical-care request (`level_of_care` and `request_id` set), `ward` is the patient's
     current ward and the request waits for any ward of that level; `no_ward_at_level_of_care`
-    means the hospital layout has no such ward (the request is not queued).
+    means the hospital layout has no such ward (the request is not queued). `no_matching_bed`:
+    the ward has free beds, but none with the patient's needs in a bay that accepts them.
     """
 
     key_field: ClassVar[str] = "ward"
     kind: Literal["BedRequestWaiting"] = "BedRequestWaiting"
     patient_id: Identifier
     ward: Identifier
-    reason: Literal["no_bed_available", "unknown_ward", "no_ward_at_level_of_care"]
+    reason: Literal[
+        "no_bed_available", "unknown_ward", "no_ward_at_level_of_care", "no_matching_bed"
+    ]
     cause_event_id: UUID
     level_of_care: CriticalCareLevelOfCare | None = None
     request_id: UUID | None = None

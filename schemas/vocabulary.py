@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
 
 
 class VitalParameter(StrEnum):
@@ -58,3 +59,12 @@ class LevelOfCare(StrEnum):
     GENERAL = "general"
     HDU = "hdu"
     ICU = "icu"
+
+
+Capability = Literal["isolation", "telemetry", "ventilator", "bariatric"]
+"""What a bed can offer, and a patient may need: a side room for isolation, cardiac telemetry,
+a ventilator, a bariatric bed. Small and fixed: the layout gives beds capabilities from it."""
+CAPABILITIES: tuple[str, ...] = get_args(Capability)
+
+Sex = Literal["female", "male", "other", "unknown"]
+"""A patient's administrative sex, as bed matching uses it (HL7 table 0001: F, M, O, U)."""

@@ -8,11 +8,14 @@ is passed in. Message texts are segments joined by CR, without a trailing CR.
 ORU^R01 vital signs are mapped in `hl7_oru`; field access and timestamps shared with it live in
 `hl7_fields`.
 
-Data minimisation: only MSH, EVN, PID-3, PV1-3/6/19, OBR-7 and OBX are read; names, addresses,
-phone numbers and every other demographic are never touched, and no error quotes a value.
+Data minimisation: only MSH, EVN, PID-3, PID-8 (administrative sex, for bay allocation),
+PV1-3/6/19, OBR-7 and OBX are read; names, addresses, phone numbers and every other demographic
+are never touched, and no error quotes a value.
 
 Mapping decisions worth knowing:
 - MSH-9 decides the event; EVN-1 is ignored even when it disagrees.
+- PID-8 (administrative sex, table 0001: F, M, O, U) becomes `sex` of an admission or transfer
+  (the scheduler matches bays' sex policy); any other code, or none, leaves it unset.
 - `""` (HL7 explicit null) means "clear": in A08 it names the field in `cleared`; elsewhere a
   required value sent as `""` is missing. A whole PL field sent as `""` clears ward and bed.
 - A12 follows HL7 2.5 (3.3.12): PV1-3 "must show the location of the patient prior to the
@@ -46,6 +49,8 @@ WARD_AND_BED = {
     "A11": "AdmissionCancelled",
     "A13": "DischargeCancelled",
 }
+ADMINISTRATIVE_SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown"}
+"""PID-8 (HL7 table 0001) -> the contract's `sex`; other codes (A, N, ...) are not mapped."""
 ADT_TRIGGERS = frozenset({*WARD_AND_BED, "A02", "A03", "A04", "A08", "A12"})
 
 
@@ -130,6 +135,10 @@ def items_of(parsed: Parsed, *, tz: tzinfo) -> list[InboundItem]:
     evn, msh = _first(message, "EVN"), message[0]
     times = [("EVN-6", value(evn, 6)), ("EVN-2", value(evn, 2)), ("MSH-7", value(msh, 7))]
     event = _adt(header.trigger, _first(message, "PV1"))
+    if event["kind"] in ("PatientAdmitted", "PatientTransferred"):
+        sex = ADMINISTRATIVE_SEX.get(value(pid, 8).strip().upper())
+        if sex is not None:
+            event["sex"] = sex
     return [{"occurred_at": first_timestamp(times, tz), "patient_id": patient_id, **event}]
 
 

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from schemas.base import Identifier
 from schemas.beds import BedRequestCancelled, BedRequested, BedStatusReported, BlockedReason
-from schemas.vocabulary import Band, BedStatus
+from schemas.vocabulary import Band, BedStatus, Capability, Sex
 from services.common.auth import KeyEntry, KeyRing
 from services.common.hospital import HospitalLayout, Ward
 from services.scheduler import views
@@ -63,6 +63,17 @@ class BedRequestBody(BaseModel):
     )
     band: Band | None = Field(default=None, description="NEWS2 band: the request's acuity.")
     reason: str | None = Field(default=None, max_length=200)
+    needs: list[Capability] = Field(
+        default=[],
+        max_length=4,
+        description="With ward: capabilities the bed must have (isolation, telemetry,"
+        " ventilator, bariatric).",
+    )
+    sex: Sex | None = Field(
+        default=None,
+        description="With ward: the patient's sex, for bays with a sex policy (other, unknown or"
+        " none: mixed bays only).",
+    )
 
 
 class BlockBody(BaseModel):
@@ -259,6 +270,8 @@ def _writes(
             from_ward=from_ward if body.level_of_care else None,
             band=body.band,
             reason=body.reason,
+            needs=body.needs,
+            sex=body.sex,
             requested_by=holder.name,
         )
         await publisher.publish(event)

@@ -43,6 +43,7 @@ from services.scheduler.domain import (
     BLOCKED_REASONS,
     CRITICAL_CARE_LEVELS,
     ORIGINS,
+    allocation_restriction,
     cost_estimate,
     critical_care_level,
     placement_origin,
@@ -243,6 +244,14 @@ class Scheduler:
         if self.layout.ward(ward) is None:
             raise Rejected("unknown_ward", f"ward {ward!r} is not in hospital layout")
 
+    def _eligible(
+        self, ward_id: str, event: PatientAdmitted | PatientTransferred | BedRequested
+    ) -> tuple[str, ...] | None:
+        """The beds of the ward the patient may be given (needs, bay sex policy); None: any."""
+        ward = self.layout.ward(ward_id)
+        assert ward is not None  # checked by _known_ward
+        return allocation_restriction(ward, event.needs, event.sex)
+
     async def _place(
         self, event: PatientAdmitted | PatientTransferred, ward: str, bed: str | None
     ) -> list[Output]:
@@ -255,6 +264,7 @@ class Scheduler:
                 event.event_id,
                 event.recorded_at.timestamp(),
                 origin=placement_origin(self.layout, from_ward),
+                eligible=self._eligible(ward, event),
             )
         else:
             result = await self.store.transition(
@@ -276,6 +286,7 @@ class Scheduler:
             event.recorded_at.timestamp(),
             origin="manual",
             request_id=event.event_id,
+            eligible=self._eligible(event.ward, event),
         )
         return await self._report(event, result, requested=BedStatus.OCCUPIED)
 
@@ -327,6 +338,8 @@ class Scheduler:
                 self._assigned(cause, result.ward, result.assigned, now, common, "assigned")
             )
         if result.outcome == "waiting":
+            # no_matching_bed: beds are free but none fits the patient's needs or sex.
+            waiting_reason: Any = result.waiting_reason or "no_bed_available"
             outputs.append(
                 Output(
                     SCHEDULING_DECISIONS,
@@ -334,7 +347,7 @@ class Scheduler:
                         event_id=_derived_id(cause.event_id, f"{result.ward}:waiting"),
                         patient_id=cause.patient_id,  # type: ignore[attr-defined]
                         ward=result.ward,
-                        reason="no_bed_available",
+                        reason=waiting_reason,
                         cause_event_id=cause.event_id,
                         **common,
                     ),

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from schemas.beds import CostEstimate
-from schemas.vocabulary import Band, BedStatus, LevelOfCare
-from services.common.hospital import HospitalLayout
+from schemas.vocabulary import Band, BedStatus, Capability, LevelOfCare, Sex
+from services.common.hospital import BaySex, HospitalLayout, Ward
 from services.scheduler.policy import Priority, Tariff
 
 S = BedStatus
@@ -42,6 +42,43 @@ def allowed_from(target: BedStatus) -> frozenset[BedStatus]:
 def count_by_status(statuses: list[BedStatus]) -> dict[BedStatus, int]:
     """Beds by status, every status present (zero when none)."""
     return {status: statuses.count(status) for status in BedStatus}
+
+
+# --- Bed matching: capabilities and bay sex policy ------------------------------------------
+
+
+def bay_accepts(policy: BaySex, sex: Sex | None) -> bool:
+    """A mixed bay accepts everyone; a female or male bay that sex only (a patient of sex other,
+    unknown or not given goes to mixed bays only)."""
+    return policy == "mixed" or policy == sex
+
+
+def eligible_beds(ward: Ward, needs: Sequence[Capability], sex: Sex | None) -> tuple[str, ...]:
+    """The ward's beds the patient may be given, in ward order: beds with every capability in
+    `needs`, in a bay whose sex policy accepts `sex` (a ward without bays: any bed)."""
+    wanted = set(needs)
+    return tuple(
+        bed
+        for bed in ward.beds
+        if wanted <= set(ward.capabilities_of(bed))
+        and (not ward.bays or bay_accepts(_bay_sex(ward, bed), sex))
+    )
+
+
+def _bay_sex(ward: Ward, bed: str) -> BaySex:
+    bay = ward.bay_of(bed)
+    assert bay is not None, "a ward with bays has every bed in a bay"
+    return bay.sex
+
+
+def allocation_restriction(
+    ward: Ward, needs: Sequence[Capability], sex: Sex | None
+) -> tuple[str, ...] | None:
+    """The beds an allocation is restricted to, or None when any bed will do (no needs, and a
+    ward without bays): what the scheduler passes to `ALLOCATE`."""
+    if not needs and not ward.bays:
+        return None
+    return eligible_beds(ward, needs, sex)
 
 
 CRITICAL_CARE_LEVELS: tuple[LevelOfCare, ...] = (LevelOfCare.HDU, LevelOfCare.ICU)

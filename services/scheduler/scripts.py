@@ -9,13 +9,15 @@ the critical-care request holding it), 8 patient_reserved hash (patient -> reser
 `manual`; for the bed wait metric), 10 blocked_reason hash (blocked bed -> reason code: `infection`,
 `maintenance`, `staffing`, `other` or `unspecified`; set when a bed becomes blocked, removed when
 it leaves blocked), 11 waiting_request hash (waiting patient -> the id of the bed manager's request
-that queued them; cleared with the wait), 12 seen key of the cause event. `CANCEL_WAIT` takes the
-same keys.
+that queued them; cleared with the wait), 12 waiting_eligible hash (waiting patient -> the beds
+they may be given, comma-joined, when their allocation was restricted by needs or bay sex policy;
+no entry: any bed of the ward; cleared with the wait), 13 seen key of the cause event.
+`CANCEL_WAIT` takes the same keys.
 
 Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level of care (hdu or
 icu). KEYS: 1 queue zset (request id, by the score the scheduler passes: request time minus the
 request's acuity credit, `domain.queue_score`), 2 requests hash (request id -> JSON),
-3 patient_request hash (patient -> request id), 4 seen key, then the 11 ward keys above (not the
+3 patient_request hash (patient -> request id), 4 seen key, then the 12 ward keys above (not the
 seen key) for each ward of that level, in the order of the ward ids in ARGV. They span several
 hash tags (the level's and each ward's): they need a single Redis, not a Cluster
 (docs/architecture.md §11).
@@ -30,20 +32,22 @@ Each script stores its result under the seen key: a redelivered event gets the s
 and changes nothing. Every applied change is published on the changes channel.
 """
 
-WARD_KEY_COUNT = 11
+WARD_KEY_COUNT = 12
 """How many keys a ward has (`store.WARD_STRUCTURES`); a ward script's seen key comes next."""
 
 _COMMON = """
 local function ward_at(i)
   return {status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
     order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7],
-    origin=KEYS[i+8], blocked_reason=KEYS[i+9], waiting_request=KEYS[i+10]}
+    origin=KEYS[i+8], blocked_reason=KEYS[i+9], waiting_request=KEYS[i+10],
+    eligible=KEYS[i+11]}
 end
 -- The patient leaves the ward's waiting queue (and its side hashes).
 local function unqueue(w, patient)
   local removed = redis.call('ZREM', w.waiting, patient)
   redis.call('HDEL', w.origin, patient)
   redis.call('HDEL', w.waiting_request, patient)
+  redis.call('HDEL', w.eligible, patient)
   return removed
 end
 local function occupy(w, bed, patient)
@@ -64,15 +68,33 @@ local function unreserve(w, bed)
   end
   return r
 end
--- The bed becomes available: the oldest patient waiting for the ward gets it (returned),
--- otherwise it joins the free beds.
+-- May the waiting patient be given this bed? (No waiting_eligible entry: any bed.)
+local function fits(w, patient, bed)
+  local eligible = redis.call('HGET', w.eligible, patient)
+  if not eligible then return true end
+  return string.find(',' .. eligible .. ',', ',' .. bed .. ',', 1, true) ~= nil
+end
+-- The bed becomes available: the oldest patient waiting for the ward for whom it is eligible gets
+-- it (returned), otherwise it joins the free beds.
 local function free(w, bed)
   redis.call('HSET', w.status, bed, 'available')
-  local next = redis.call('ZRANGE', w.waiting, 0, 0, 'WITHSCORES')
-  if #next > 0 then
-    local origin = redis.call('HGET', w.origin, next[1]) or nil
-    occupy(w, bed, next[1])
-    return {patient=next[1], bed=bed, requested_at=tonumber(next[2]), origin=origin}
+  local chosen, at = nil, nil
+  if redis.call('HLEN', w.eligible) == 0 then
+    local next = redis.call('ZRANGE', w.waiting, 0, 0, 'WITHSCORES')
+    if #next > 0 then chosen, at = next[1], next[2] end
+  else
+    local queue = redis.call('ZRANGE', w.waiting, 0, -1, 'WITHSCORES')
+    for i = 1, #queue, 2 do
+      if fits(w, queue[i], bed) then
+        chosen, at = queue[i], queue[i + 1]
+        break
+      end
+    end
+  end
+  if chosen then
+    local origin = redis.call('HGET', w.origin, chosen) or nil
+    occupy(w, bed, chosen)
+    return {patient=chosen, bed=bed, requested_at=tonumber(at), origin=origin}
   end
   redis.call('ZADD', w.available, tonumber(redis.call('HGET', w.order, bed)), bed)
   return nil
@@ -91,8 +113,11 @@ ALLOCATE = (
     + """
 -- ARGV: 1 patient, 2 seen ttl, 3 channel, 4 requested_at (epoch seconds), 5 ward,
 --       6 origin (`ward`, `emergency`, `transfer` or `manual`), 7 the id of the bed manager's
---       request ('' for an admission or transfer), kept with the wait so it can be cancelled
-local W, SEEN = ward_at(1), KEYS[12]
+--       request ('' for an admission or transfer), kept with the wait so it can be cancelled,
+--       8 '1' when the patient may only have the beds that follow (needs or bay sex policy: the
+--       lowest available of them is given; none: they wait with them remembered in
+--       waiting_eligible), '' for any bed, 9.. those beds
+local W, SEEN = ward_at(1), KEYS[13]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient = ARGV[1]
@@ -108,15 +133,32 @@ if mine then
     changes={{mine, 'reserved', 'occupied'}}, fulfilled=r,
     assigned={patient=patient, bed=mine, requested_at=tonumber(ARGV[4])}}, SEEN, ARGV[2], ARGV[3])
 end
-local popped = redis.call('ZPOPMIN', W.available)
-if #popped == 0 then
+local restricted = ARGV[8] == '1'
+local bed = nil
+if restricted then
+  local lowest = nil
+  for i = 9, #ARGV do
+    local score = redis.call('ZSCORE', W.available, ARGV[i])
+    if score and (lowest == nil or tonumber(score) < lowest) then
+      bed, lowest = ARGV[i], tonumber(score)
+    end
+  end
+else
+  local popped = redis.call('ZPOPMIN', W.available)
+  if #popped > 0 then bed = popped[1] end
+end
+if not bed then
   if redis.call('ZADD', W.waiting, 'NX', ARGV[4], patient) == 1 then
     redis.call('HSET', W.origin, patient, ARGV[6])
     if ARGV[7] ~= '' then redis.call('HSET', W.waiting_request, patient, ARGV[7]) end
+    if restricted then
+      redis.call('HSET', W.eligible, patient, table.concat(ARGV, ',', 9, #ARGV))
+    end
   end
-  return finish({outcome='waiting', ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3])
+  local reason = 'no_bed_available'
+  if redis.call('ZCARD', W.available) > 0 then reason = 'no_matching_bed' end
+  return finish({outcome='waiting', ward=ARGV[5], reason=reason}, SEEN, ARGV[2], ARGV[3])
 end
-local bed = popped[1]
 occupy(W, bed, patient)
 return finish({outcome='applied', ward=ARGV[5], bed=bed, previous='available',
   changes={{bed, 'available', 'occupied'}},
@@ -131,7 +173,7 @@ TRANSITION = (
 -- ARGV: 1 bed ('' to find the patient's bed), 2 patient ('' if none), 3 target status,
 --       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward,
 --       8 the reason code recorded when the target is 'blocked'
-local W, SEEN = ward_at(1), KEYS[12]
+local W, SEEN = ward_at(1), KEYS[13]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local bed, patient, target = ARGV[1], ARGV[2], ARGV[3]
@@ -220,7 +262,7 @@ CANCEL_WAIT = (
 -- ARGV: 1 request id, 2 seen ttl, 3 channel, 4 ward. Outcome `withdrawn` (with the patient) or
 -- `unknown` (no patient of this ward waits under that request: never queued here, served, or
 -- already withdrawn).
-local W, SEEN = ward_at(1), KEYS[12]
+local W, SEEN = ward_at(1), KEYS[13]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local pairs_ = redis.call('HGETALL', W.waiting_request)
@@ -252,7 +294,7 @@ local QUEUE, REQUESTS, PATIENT_REQUEST, SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local function wards_from(first)
   local wards = {}
   for j = first, #ARGV do
-    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 11)})
+    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 12)})  -- WARD_KEY_COUNT
   end
   return wards
 end

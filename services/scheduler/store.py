@@ -83,7 +83,8 @@ class ChangeResult:
     """What a ward script did: `applied`, `already`, `waiting`, `withdrawn`, `no_bed`,
     `unknown_bed`, `unknown` (a cancelled request that waits in no ward), or `refused` (an illegal
     transition; nothing changed). `blocked_reason` is the code recorded for a bed that became
-    blocked; `patient_id` the patient whose wait a cancellation withdrew.
+    blocked; `patient_id` the patient whose wait a cancellation withdrew. `waiting_reason`, for
+    `waiting`: `no_bed_available`, or `no_matching_bed` (beds are free, none eligible).
 
     For a reserved bed: `fulfilled` is the request whose patient got a bed in this ward (their
     reserved one or, `released`, a named one, which freed the reserved bed); `displaced` is a
@@ -100,6 +101,7 @@ class ChangeResult:
     released: CareRequest | None = None
     blocked_reason: str | None = None
     patient_id: str | None = None
+    waiting_reason: str | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChangeResult:
@@ -118,6 +120,7 @@ class ChangeResult:
             released=CareRequest.from_data(data.get("released")),
             blocked_reason=data.get("blocked_reason"),
             patient_id=data.get("patient"),
+            waiting_reason=data.get("reason"),
         )
 
 
@@ -195,6 +198,7 @@ WARD_STRUCTURES: tuple[tuple[str, str], ...] = (
     ("waiting_origin", "hash"),
     ("blocked_reason", "hash"),
     ("waiting_request", "hash"),
+    ("waiting_eligible", "hash"),
 )
 assert len(WARD_STRUCTURES) == scripts.WARD_KEY_COUNT, "the scripts' ward_at() must match"
 LEVEL_STRUCTURES: tuple[tuple[str, str], ...] = (
@@ -322,10 +326,13 @@ class RedisBedStore:
         requested_at_epoch: float,
         origin: str = "ward",
         request_id: UUID | None = None,
+        eligible: Sequence[str] | None = None,
     ) -> ChangeResult:
         """Give the patient the ward's first available bed, or queue them (FIFO, remembering
         `origin` for the bed wait metric, and `request_id`, a bed manager's request, so that it
-        can be cancelled); atomic."""
+        can be cancelled); atomic. `eligible` (`domain.allocation_restriction`) restricts the
+        patient to those beds (the lowest available one; waiting, to the first of them freed);
+        None: any bed of the ward."""
         args: list[str | int | float] = [
             patient_id,
             self.seen_ttl_seconds,
@@ -334,6 +341,8 @@ class RedisBedStore:
             ward,
             origin,
             str(request_id) if request_id else "",
+            "" if eligible is None else "1",
+            *(eligible or ()),
         ]
         raw = await self._allocate(keys=self._keys(ward, event_id), args=args)
         return self._noted(ChangeResult.from_json(raw))

@@ -60,6 +60,8 @@ async def wards(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, 
                 "ward": ward.id,
                 "name": ward.name,
                 "level_of_care": ward.level_of_care.value,
+                "specialty": ward.specialty,
+                "site": ward.site,
                 "total_beds": len(statuses),
                 "beds_by_status": {s.value: n for s, n in count_by_status(statuses).items()},
                 "waiting": int(replies[2 * index + 1]),
@@ -69,18 +71,29 @@ async def wards(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, 
 
 
 async def ward_beds(redis: Redis, prefix: str, ward: Ward) -> dict[str, Any]:
-    """Every bed of one ward, in layout order, with its status and, for a blocked bed, the
-    recorded reason code (null otherwise)."""
+    """Every bed of one ward, in layout order, with its status, for a blocked bed the recorded
+    reason code (null otherwise), its bay and the bay's sex policy (null in a ward without bays)
+    and its capabilities (from the layout)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hgetall(ward_key(prefix, ward.id, "status"))
         pipe.hgetall(ward_key(prefix, ward.id, "blocked_reason"))
         pipe.time()
         statuses, reasons, time_reply = await pipe.execute()
-    beds = [
-        {"bed": bed, "status": statuses[bed], "blocked_reason": reasons.get(bed)}
-        for bed in ward.beds
-        if bed in statuses
-    ]
+    beds = []
+    for bed in ward.beds:
+        if bed not in statuses:
+            continue
+        bay = ward.bay_of(bed)
+        beds.append(
+            {
+                "bed": bed,
+                "status": statuses[bed],
+                "blocked_reason": reasons.get(bed),
+                "bay": bay.id if bay else None,
+                "sex_policy": bay.sex if bay else None,
+                "capabilities": list(ward.capabilities_of(bed)),
+            }
+        )
     return {**_stamp(_instant(time_reply)), "ward": ward.id, "beds": beds}
 
 

@@ -30,7 +30,14 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 LAYOUT = layout_from_dict(
     {
         "wards": [
-            {"id": "W1", "level_of_care": "general", "beds": 2},
+            {
+                "id": "W1",
+                "level_of_care": "general",
+                "specialty": "general medicine",
+                "site": "north",
+                "bays": [{"id": "B1", "sex": "mixed", "beds": 2}],
+                "capabilities": {"W1-02": ["isolation", "telemetry"]},
+            },
             {"id": "H1", "level_of_care": "hdu", "beds": 1},
             {"id": "I1", "level_of_care": "icu", "beds": 1},
         ]
@@ -175,12 +182,39 @@ async def test_wards_and_beds_say_what_and_how_fresh(client, store, redis) -> No
     assert w1["total_beds"] == 2 and w1["waiting"] == 0
     assert w1["beds_by_status"]["occupied"] == 1 and w1["beds_by_status"]["available"] == 1
     assert {w["ward"] for w in body["wards"]} == {"W1", "H1", "I1"}
+    assert (w1["specialty"], w1["site"]) == ("general medicine", "north")
+    h1 = next(w for w in body["wards"] if w["ward"] == "H1")
+    assert (h1["specialty"], h1["site"]) == (None, None)
 
     beds = (await client.get("/v1/wards/W1/beds", headers=AUTH)).json()
     await assert_fresh(beds, redis)
+    in_bay = {"bay": "B1", "sex_policy": "mixed"}
     assert beds["beds"] == [
-        {"bed": "W1-01", "status": "occupied", "blocked_reason": None},
-        {"bed": "W1-02", "status": "available", "blocked_reason": None},
+        {
+            "bed": "W1-01",
+            "status": "occupied",
+            "blocked_reason": None,
+            **in_bay,
+            "capabilities": [],
+        },
+        {
+            "bed": "W1-02",
+            "status": "available",
+            "blocked_reason": None,
+            **in_bay,
+            "capabilities": ["isolation", "telemetry"],
+        },
+    ]
+    no_bays = (await client.get("/v1/wards/H1/beds", headers=AUTH)).json()["beds"]
+    assert no_bays == [
+        {
+            "bed": "H1-01",
+            "status": "available",
+            "blocked_reason": None,
+            "bay": None,
+            "sex_policy": None,
+            "capabilities": [],
+        }
     ]
     assert (await client.get("/v1/wards/NOPE/beds", headers=AUTH)).status_code == 404
 

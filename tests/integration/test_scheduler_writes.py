@@ -153,9 +153,9 @@ async def test_block_with_a_code_shows_then_unblock_clears_it(harness: Harness) 
     )
     assert await harness.store.blocked_reasons("W1") == {"W1-02": "infection"}
     beds = (await harness.http.get("/v1/wards/W1/beds", headers=READER)).json()["beds"]
-    assert beds == [
-        {"bed": "W1-01", "status": "available", "blocked_reason": None},
-        {"bed": "W1-02", "status": "blocked", "blocked_reason": "infection"},
+    assert [(b["bed"], b["status"], b["blocked_reason"]) for b in beds] == [
+        ("W1-01", "available", None),
+        ("W1-02", "blocked", "infection"),
     ]
     assert metric_value("wardflow_beds_blocked", ward="W1", reason="infection") == 1
     assert metric_value("wardflow_beds_blocked", ward="W1", reason="maintenance") == 0
@@ -175,7 +175,14 @@ async def test_block_with_a_code_shows_then_unblock_clears_it(harness: Harness) 
     )
     assert await harness.store.blocked_reasons("W1") == {}
     beds = (await harness.http.get("/v1/wards/W1/beds", headers=MANAGER)).json()["beds"]
-    assert beds[1] == {"bed": "W1-02", "status": "cleaning", "blocked_reason": None}
+    assert beds[1] == {
+        "bed": "W1-02",
+        "status": "cleaning",
+        "blocked_reason": None,
+        "bay": None,  # W1 has no bays
+        "sex_policy": None,
+        "capabilities": [],
+    }
     assert metric_value("wardflow_beds_blocked", ward="W1", reason="infection") == 0
 
 

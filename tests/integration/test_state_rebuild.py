@@ -36,6 +36,8 @@ version = "rebuild-test"
 id = "W1"
 level_of_care = "general"
 beds = 2
+[wards.capabilities]
+"W1-01" = ["isolation"]
 [[wards]]
 id = "W2"
 level_of_care = "general"
@@ -112,11 +114,12 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
         )
 
     async with RunningStage(stage()):
-        # W1: P1 and P2 take both beds, then P3 waits; P1 leaves and the bed goes to cleaning.
+        # W1: P1 and P2 take both beds, then P3, who needs isolation (only W1-01 has it), waits
+        # with their eligible beds remembered; P1 leaves and the bed goes to cleaning.
         # (Patients are keyed to different partitions: each step waits for the one before.)
         await publish(producer, settings, EVENTS_CLEAN, admitted("P1"), admitted("P2"))
         await decided(assigned_to("P1", "P2"))
-        await publish(producer, settings, EVENTS_CLEAN, admitted("P3"))
+        await publish(producer, settings, EVENTS_CLEAN, admitted("P3", needs=["isolation"]))
         await decided(lambda events: any(isinstance(e, BedRequestWaiting) for e in events))
         await publish(producer, settings, EVENTS_CLEAN, discharged("P1"))
         beds = await store.statuses("W1")
@@ -146,6 +149,7 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
 
     before = await dump(redis, settings.redis_key_prefix)
     assert before[f"t{unique}:{{ward:W1}}:waiting"][0][0] == "P3"
+    assert before[f"t{unique}:{{ward:W1}}:waiting_eligible"] == {"P3": "W1-01"}
     assert before[f"t{unique}:{{level:hdu}}:queue"][0][0] == str(queued.event_id)
     assert before[f"t{unique}:{{ward:W2}}:blocked_reason"] == {"W2-01": "maintenance"}
 
@@ -178,6 +182,7 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
         e for e in decisions if isinstance(e, BedAssigned) and e.cause_event_id == ready.event_id
     )
     assert (assigned.patient_id, assigned.bed) == ("P3", first_bed)
+    assert await redis.hgetall(f"t{unique}:{{ward:W1}}:waiting_eligible") == {}
     await redis.aclose()
 
 

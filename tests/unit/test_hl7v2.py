@@ -120,8 +120,18 @@ def as_event(item: InboundItem) -> Any:
 
 ENCOUNTER = {"occurred_at": AT_EVN6, "patient_id": "MRN12345", "encounter_id": "V100"}
 ADT_CASES = [
-    ("A01", "W3N^301^B", "", {"kind": "PatientAdmitted", "ward": "W3N", "bed": "B"}),
-    ("A06", "W3N^301", "", {"kind": "PatientAdmitted", "ward": "W3N", "bed": None}),
+    (
+        "A01",
+        "W3N^301^B",
+        "",
+        {"kind": "PatientAdmitted", "ward": "W3N", "bed": "B", "sex": "female"},
+    ),
+    (
+        "A06",
+        "W3N^301",
+        "",
+        {"kind": "PatientAdmitted", "ward": "W3N", "bed": None, "sex": "female"},
+    ),
     ("A04", "ED", "", {"kind": "PatientRegistered", "ward": "ED"}),
     ("A04", "", "", {"kind": "PatientRegistered", "ward": None}),
     (
@@ -129,7 +139,7 @@ ADT_CASES = [
         "W5S^502^A",
         "W3N^301^B",
         {"kind": "PatientTransferred", "from_ward": "W3N", "from_bed": "B"}
-        | {"ward": "W5S", "bed": "A"},
+        | {"ward": "W5S", "bed": "A", "sex": "female"},
     ),
     ("A03", "W5S^502^A", "", {"kind": "PatientDischarged", "ward": "W5S"}),
     (
@@ -158,6 +168,33 @@ def test_maps_adt_trigger_to_its_event(
     assert header.trigger == trigger
     assert produced == [ENCOUNTER | expected]
     assert as_event(produced[0]).kind == expected["kind"]
+
+
+@pytest.mark.parametrize(
+    ("code", "sex"),
+    [
+        ("F", "female"),
+        ("M", "male"),
+        ("O", "other"),
+        ("U", "unknown"),
+        ("m", "male"),
+        ("A", None),
+        ("N", None),
+        ("", None),
+    ],
+)
+def test_maps_pid8_administrative_sex_onto_admissions_and_transfers(
+    code: str, sex: str | None
+) -> None:
+    for trigger in ("A01", "A02"):
+        message = adt(trigger, "W5S^502^A", "W3N^301^B").replace(
+            "||19800101|F|", f"||19800101|{code}|"
+        )
+        (item,) = items(message)
+        assert item.get("sex") == sex
+        assert as_event(item).sex == sex
+    discharged = adt("A03", "W5S^502^A").replace("||19800101|F|", "||19800101|M|")
+    assert "sex" not in items(discharged)[0]  # only where the scheduler places the patient
 
 
 def test_msh9_decides_the_event_when_evn1_disagrees() -> None:
