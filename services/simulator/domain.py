@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,6 +103,12 @@ class Patient:
     # The highest level of care: "general", "hdu" or "icu" (no ceiling).
     ceiling: CeilingOfCare = "icu"
     fever_seen: bool = False  # a febrile reading was seen: infection was considered, once
+
+    @property
+    def sex(self) -> str:
+        """Administrative sex, for single-sex bays: half female, half male, from the number
+        alone (no random draw, so every other stream of the simulation stays as it was)."""
+        return ("female", "male")[zlib.crc32(self.patient_id.encode()) % 2]
 
     @property
     def monitor(self) -> int:
@@ -215,7 +222,7 @@ class Hospital:
         if config.scheduled_vitals:
             first = at + timedelta(seconds=rng.uniform(0, config.vitals_interval_seconds))
             self._at(first, partial(self._vitals, pid))
-        admitted = [self._adt("PatientAdmitted", at, patient, ward=ward, bed=None)]
+        admitted = [self._adt("PatientAdmitted", at, patient, ward=ward, bed=None, sex=patient.sex)]
         return admitted + self._plan_care(patient, at)
 
     def _ed_decision(self, pid: str, at: datetime) -> list[Payload]:
@@ -246,7 +253,15 @@ class Hospital:
     def _transfer(self, patient: Patient, ward: str, at: datetime) -> list[Payload]:
         from_ward, patient.ward = patient.ward, ward
         return [
-            self._adt("PatientTransferred", at, patient, from_ward=from_ward, ward=ward, bed=None)
+            self._adt(
+                "PatientTransferred",
+                at,
+                patient,
+                from_ward=from_ward,
+                ward=ward,
+                bed=None,
+                sex=patient.sex,
+            )
         ]
 
     def _discharge(self, pid: str, at: datetime) -> list[Payload]:

@@ -145,6 +145,17 @@ def test_admissions_and_transfers_leave_the_bed_to_the_scheduler(one_day: list[P
     assert adt and all(e["bed"] is None for e in adt)
 
 
+def test_admissions_and_transfers_say_the_patients_sex_for_single_sex_bays(
+    one_day: list[Payload],
+) -> None:
+    moves = of_kind(one_day, "PatientAdmitted") + of_kind(one_day, "PatientTransferred")
+    sexes = {e["patient_id"]: e["sex"] for e in moves}
+    assert set(sexes.values()) == {"female", "male"}
+    assert 0.3 < sum(s == "female" for s in sexes.values()) / len(sexes) < 0.7
+    for event in moves:  # a patient keeps their sex from one move to the next
+        assert event["sex"] == sexes[event["patient_id"]]
+
+
 def test_patients_arrive_through_the_ed_and_move_to_wards(one_day: list[Payload]) -> None:
     admitted = {e["ward"] for e in of_kind(one_day, "PatientAdmitted")}
     moves = {(e["from_ward"], e["ward"]) for e in of_kind(one_day, "PatientTransferred")}
