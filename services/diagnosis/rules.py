@@ -7,16 +7,14 @@ why. Pure data and validation; the scoring and alerting code takes a `Rules` val
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from itertools import pairwise
-from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.assessments import CriticalCareLevel
 from schemas.vocabulary import Band
+from services.common.reviewed import load_reviewed, validated
 
 Points = Annotated[int, Field(ge=0, le=3)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
@@ -154,42 +152,15 @@ class Rules(Strict):
         return self
 
 
-def _where(location: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for part in location:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        else:
-            parts.append(f".{part}" if parts else part)
-    return "".join(parts) or "(file)"
-
-
 def rules_from_dict(data: dict[str, object], origin: str = "rules") -> Rules:
-    try:
-        return Rules.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{_where(e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
-        )
-        raise RulesError(f"{origin}: {problems}") from None
+    return validated(Rules, data, origin, RulesError)
 
 
 def load_rules(path: str = "") -> Rules:
     """The rules from a TOML file, or the built-in reviewed rules when `path` is empty."""
-    if path:
-        origin = Path(path).name
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as error:
-            raise RulesError(f"{origin}: cannot read ({error.strerror})") from None
-    else:
-        origin = "rules.toml"
-        text = resources.files("services.diagnosis").joinpath("rules.toml").read_text()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise RulesError(f"{origin}: not valid TOML ({error})") from None
-    return rules_from_dict(data, origin)
+    return load_reviewed(
+        Rules, path, package="services.diagnosis", built_in="rules.toml", error=RulesError
+    )
 
 
 DEFAULT_RULES = load_rules()

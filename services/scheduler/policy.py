@@ -7,16 +7,14 @@ Pure data and validation; the rules that use it are in `domain.py`.
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
-from importlib import resources
 from itertools import pairwise
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.vocabulary import Band, LevelOfCare
+from services.common.reviewed import load_reviewed, validated
 
 Minutes = Annotated[float, Field(ge=0, le=1440)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
@@ -97,43 +95,21 @@ class SchedulingPolicy(Strict):
     tariff: Tariff
 
 
-def _where(location: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for part in location:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        else:
-            parts.append(f".{part}" if parts else part)
-    return "".join(parts) or "(file)"
-
-
 def policy_from_dict(data: dict[str, object], origin: str = "policy") -> SchedulingPolicy:
-    try:
-        return SchedulingPolicy.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{_where(e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
-        )
-        raise PolicyError(f"{origin}: {problems}") from None
+    return validated(SchedulingPolicy, data, origin, PolicyError)
 
 
 def load_policy(path: str = "") -> SchedulingPolicy:
     """The policy from a TOML file, or the built-in reviewed policy when `path` is empty.
     Decimals in the file are read exactly (no binary floats for money)."""
-    if path:
-        origin = Path(path).name
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as error:
-            raise PolicyError(f"{origin}: cannot read ({error.strerror})") from None
-    else:
-        origin = "policy.toml"
-        text = resources.files("services.scheduler").joinpath("policy.toml").read_text()
-    try:
-        data = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as error:
-        raise PolicyError(f"{origin}: not valid TOML ({error})") from None
-    return policy_from_dict(data, origin)
+    return load_reviewed(
+        SchedulingPolicy,
+        path,
+        package="services.scheduler",
+        built_in="policy.toml",
+        error=PolicyError,
+        parse_float=Decimal,
+    )
 
 
 DEFAULT_POLICY = load_policy()
