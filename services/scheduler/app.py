@@ -54,10 +54,12 @@ from services.scheduler.domain import (
 from services.scheduler.policy import SchedulingPolicy, configured_policy
 from services.scheduler.store import (
     Assignment,
+    BedChange,
     CareRequest,
     ChangeResult,
     LevelResult,
     RedisBedStore,
+    WardBedChange,
 )
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,30 @@ CRITICAL_CARE_WAITING = Gauge(
 def _derived_id(cause: UUID, what: str) -> UUID:
     """Deterministic ids for derived events: a redelivered cause produces identical outputs."""
     return uuid5(NAMESPACE_URL, f"wardflow:scheduler:{cause}:{what}")
+
+
+def _bed_changed(
+    cause: Cause,
+    ward: str,
+    change: BedChange | WardBedChange,
+    what: str,
+    common: dict[str, Any],
+    blocked_reason: Any = None,
+) -> Output:
+    """One bed's change of status on beds.events, with an id derived from its cause."""
+    return Output(
+        BEDS_EVENTS,
+        BedStatusChanged(
+            event_id=_derived_id(cause.event_id, what),
+            ward=ward,
+            bed=change.bed,
+            previous_status=change.previous,
+            status=change.status,
+            cause_event_id=cause.event_id,
+            blocked_reason=blocked_reason,
+            **common,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -316,23 +342,11 @@ class Scheduler:
         outputs: list[Output] = []
         blocked: Any = result.blocked_reason  # a RecordedBlockedReason, validated by the model
         for index, change in enumerate(result.changes):
-            outputs.append(
-                Output(
-                    BEDS_EVENTS,
-                    BedStatusChanged(
-                        # The step tells apart the release and the placement of a transfer
-                        # within one ward: both are changes of that ward, by one event.
-                        event_id=_derived_id(cause.event_id, f"{result.ward}:{step}change:{index}"),
-                        ward=result.ward,
-                        bed=change.bed,
-                        previous_status=change.previous,
-                        status=change.status,
-                        cause_event_id=cause.event_id,
-                        blocked_reason=blocked if change.status == BedStatus.BLOCKED else None,
-                        **common,
-                    ),
-                )
-            )
+            # The step tells apart the release and the placement of a transfer within one
+            # ward: both are changes of that ward, by one event.
+            what = f"{result.ward}:{step}change:{index}"
+            reason = blocked if change.status == BedStatus.BLOCKED else None
+            outputs.append(_bed_changed(cause, result.ward, change, what, common, reason))
         if result.assigned is not None:
             outputs.append(
                 self._assigned(cause, result.ward, result.assigned, now, common, "assigned")
@@ -479,20 +493,8 @@ class Scheduler:
         level = LevelOfCare(result.level)
         outputs: list[Output] = []
         for index, change in enumerate(result.changes):
-            outputs.append(
-                Output(
-                    BEDS_EVENTS,
-                    BedStatusChanged(
-                        event_id=_derived_id(cause.event_id, f"{tag}:change:{index}"),
-                        ward=change.ward,
-                        bed=change.bed,
-                        previous_status=change.previous,
-                        status=change.status,
-                        cause_event_id=cause.event_id,
-                        **common,
-                    ),
-                )
-            )
+            what = f"{tag}:change:{index}"
+            outputs.append(_bed_changed(cause, change.ward, change, what, common))
         for index, placed in enumerate(result.assigned):
             what = f"{tag}:assigned:{index}"
             outputs.append(self._assigned(cause, placed.ward, placed.assignment, now, common, what))
