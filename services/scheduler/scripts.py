@@ -322,6 +322,19 @@ local function forget(r)
     redis.call('HDEL', PATIENT_REQUEST, r.patient)
   end
 end
+-- A reserved bed goes back into use: to the oldest patient waiting for its ward whom it fits,
+-- else it joins the free beds (and `serve` may give it to the level's queue).
+local function release(wards, r, result)
+  local ward = find(wards, r.ward)
+  unreserve(ward.w, r.bed)
+  table.insert(result.changes, {ward.id, r.bed, 'reserved', 'available'})
+  local assigned = free(ward.w, r.bed)
+  if assigned then
+    table.insert(result.changes, {ward.id, r.bed, 'available', 'occupied'})
+    assigned.ward = ward.id
+    table.insert(result.assigned, assigned)
+  end
+end
 -- The request to serve next: the lowest score; among equal scores the higher acuity credit (it
 -- has the later request time, as score = time - credit), then the lowest request id.
 local function head()
@@ -451,15 +464,7 @@ if r then
     result.outcome = 'withdrawn'
   elseif was_active then
     result.outcome = 'withdrawn'
-    local ward = find(wards, r.ward)
-    unreserve(ward.w, r.bed)
-    table.insert(result.changes, {ward.id, r.bed, 'reserved', 'available'})
-    local assigned = free(ward.w, r.bed)
-    if assigned then
-      table.insert(result.changes, {ward.id, r.bed, 'available', 'occupied'})
-      assigned.ward = ward.id
-      table.insert(result.assigned, assigned)
-    end
+    release(wards, r, result)
     serve(wards, result)
   end
 end
@@ -484,15 +489,7 @@ for _, raw in ipairs(redis.call('HVALS', REQUESTS)) do
   if r.state == 'reserved' and r.reserved_at and r.reserved_at + hold <= now
       and active(wards, r) then
     forget(r)
-    local ward = find(wards, r.ward)
-    unreserve(ward.w, r.bed)
-    table.insert(result.changes, {ward.id, r.bed, 'reserved', 'available'})
-    local assigned = free(ward.w, r.bed)
-    if assigned then
-      table.insert(result.changes, {ward.id, r.bed, 'available', 'occupied'})
-      assigned.ward = ward.id
-      table.insert(result.assigned, assigned)
-    end
+    release(wards, r, result)
     table.insert(result.expired, r)
   end
 end
