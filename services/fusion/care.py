@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from hashlib import sha256
+from typing import Any
 from uuid import UUID
 
 from schemas.base import Contract, UtcDatetime
@@ -91,35 +92,34 @@ class CareRecord(Contract):
 
 def _instruction(care: CareRecord, event: CareEvent) -> dict[str, object]:
     """The field of the record the event replaces, if it is newer than what is there."""
-    at, source, event_id = event.occurred_at, event.source, str(event.event_id)
+    stamp: dict[str, Any] = {
+        "at": event.occurred_at,
+        "source": event.source,
+        "event_id": str(event.event_id),
+    }
+
+    def newer(field: str, track: Observed) -> dict[str, object]:
+        return {field: track} if track.is_newer_than(getattr(care, field)) else {}
+
     if isinstance(event, CeilingOfCareSet):
-        ceiling = CeilingTrack(
-            at=at,
-            source=source,
-            event_id=event_id,
-            ceiling=event.ceiling,
-            set_by_role=event.set_by_role,
+        return newer(
+            "ceiling",
+            CeilingTrack(**stamp, ceiling=event.ceiling, set_by_role=event.set_by_role),
         )
-        return {"ceiling": ceiling} if ceiling.is_newer_than(care.ceiling) else {}
     if isinstance(event, SuspectedInfectionSet):
-        infection = InfectionTrack(
-            at=at,
-            source=source,
-            event_id=event_id,
-            suspected=event.suspected,
-            set_by_role=event.set_by_role,
+        return newer(
+            "infection",
+            InfectionTrack(**stamp, suspected=event.suspected, set_by_role=event.set_by_role),
         )
-        return {"infection": infection} if infection.is_newer_than(care.infection) else {}
     if isinstance(event, AlertAcknowledged):
-        acknowledgement = AcknowledgementTrack(
-            at=at,
-            source=source,
-            event_id=event_id,
-            assessment_id=event.assessment_id,
-            acknowledged_by_role=event.acknowledged_by_role,
+        return newer(
+            "acknowledgement",
+            AcknowledgementTrack(
+                **stamp,
+                assessment_id=event.assessment_id,
+                acknowledged_by_role=event.acknowledged_by_role,
+            ),
         )
-        newer = acknowledgement.is_newer_than(care.acknowledgement)
-        return {"acknowledgement": acknowledgement} if newer else {}
     override: ParameterOverride | None = None
     if isinstance(event, ParameterOverrideSet):
         override = ParameterOverride(
@@ -130,7 +130,7 @@ def _instruction(care: CareRecord, event: CareEvent) -> dict[str, object]:
             set_by_role=event.set_by_role,
             set_at=event.occurred_at,
         )
-    track = OverrideTrack(at=at, source=source, event_id=event_id, override=override)
+    track = OverrideTrack(**stamp, override=override)
     if not track.is_newer_than(care.overrides.get(event.parameter)):
         return {}
     return {"overrides": {**care.overrides, event.parameter: track}}
