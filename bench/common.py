@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import orjson
 import psutil
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.embedded import EmbeddedServer, free_port, start_kafka
 from services.common.kafka import create_topics
@@ -273,3 +273,28 @@ async def run_scenarios(
                         "target": verdict})  # fmt: skip
         acknowledged += window.total_events
     return results, acknowledged
+
+
+SEND_SLICE_SECONDS = 0.01  # timetables are kept in 10 ms slices
+
+
+async def send_on_timetable(
+    producer: AIOKafkaProducer,
+    topic_name: str,
+    per_second: float,
+    seconds: float,
+    record: Callable[[], tuple[bytes, bytes]],
+) -> int:
+    """`per_second` records made by `record()` (key, value) for `seconds`, sent in 10 ms slices
+    so the rate holds however long a send takes; returns how many were sent (then flushed)."""
+    sent, started = 0, time.perf_counter()
+    total = int(seconds * per_second)
+    while sent < total:
+        due = min(total, int((time.perf_counter() - started) * per_second) + 1)
+        for _ in range(due - sent):
+            key, value = record()
+            await producer.send(topic_name, value=value, key=key)
+        sent = due
+        await asyncio.sleep(SEND_SLICE_SECONDS)
+    await producer.flush()
+    return sent

@@ -25,8 +25,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import Options, Stack, cpu_seconds, latency_summary, running_stack
-from bench.stages import SEND_SLICE_SECONDS, stage_counts
+from bench.common import (
+    Options,
+    Stack,
+    cpu_seconds,
+    latency_summary,
+    running_stack,
+    send_on_timetable,
+)
+from bench.stages import stage_counts
 from schemas.codec import decode
 from schemas.topics import PATIENTS_ASSESSMENTS, PATIENTS_STATE
 from services.common.kafka import topic
@@ -105,24 +112,6 @@ class Ward:
         return patient.encode(), orjson.dumps(state)
 
 
-async def send_on_timetable(
-    producer: AIOKafkaProducer, state_topic: str, seconds: float, ward: Ward
-) -> int:
-    """RATE_PER_SECOND snapshots for `seconds`, in 10 ms slices; returns how many were sent."""
-    sent, started = 0, time.perf_counter()
-    total = int(seconds * RATE_PER_SECOND)
-    while sent < total:
-        due = min(total, int((time.perf_counter() - started) * RATE_PER_SECOND) + 1)
-        now = datetime.now(UTC)
-        for _ in range(due - sent):
-            key, value = ward.snapshot(now)
-            await producer.send(state_topic, value=value, key=key)
-        sent = due
-        await asyncio.sleep(SEND_SLICE_SECONDS)
-    await producer.flush()
-    return sent
-
-
 class Assessments:
     """What diagnosis wrote to patients.assessments: every record's kind, and the latency of each
     AssessmentIssued whose snapshot was sent inside the measured window."""
@@ -198,8 +187,9 @@ async def run(options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 await producer.flush()
                 admitted_in = await drain(client, urls, PATIENTS, time.perf_counter())
                 sending = asyncio.create_task(
-                    send_on_timetable(producer, state_topic,
-                                      options.warmup_seconds + options.duration_seconds, ward)
+                    send_on_timetable(producer, state_topic, RATE_PER_SECOND,
+                                      options.warmup_seconds + options.duration_seconds,
+                                      lambda: ward.snapshot(datetime.now(UTC)))
                 )  # fmt: skip
                 await asyncio.sleep(options.warmup_seconds)
                 wall, started = time.time(), time.perf_counter()

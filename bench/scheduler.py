@@ -25,7 +25,14 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import Options, Stack, cpu_seconds, latency_summary, running_stack
+from bench.common import (
+    Options,
+    Stack,
+    cpu_seconds,
+    latency_summary,
+    running_stack,
+    send_on_timetable,
+)
 from bench.stages import stage_counts
 from schemas.topics import BEDS_EVENTS, EVENTS_CLEAN, SCHEDULING_DECISIONS
 from services.common.embedded import EmbeddedServer, free_port, start_redis
@@ -35,7 +42,6 @@ REQUESTS_PER_SECOND = 200.0
 WARDS = 40
 BEDS_PER_WARD = 100  # 4,000 beds: enough that allocation alone never runs out in a run
 DISCHARGE_AFTER_SECONDS = 2.0
-SEND_SLICE_SECONDS = 0.01
 TARGET_P99_MS = 10.0
 # The embedded broker answers a fetch only when its wait expires (docs/architecture.md §6), so
 # the scheduler's fetch wait is a floor under every decision's latency here; Apache Kafka answers
@@ -72,22 +78,15 @@ class Hospital:
         self.latencies: list[float] = []
         self.kinds: Counter[str] = Counter()
         self.followers: set[asyncio.Task[None]] = set()
+        self.admitted = 0
 
-    async def admit_on_timetable(self, seconds: float) -> int:
-        sent, started, number = 0, time.perf_counter(), 0
-        total = int(seconds * REQUESTS_PER_SECOND)
-        while sent < total:
-            due = min(total, int((time.perf_counter() - started) * REQUESTS_PER_SECOND) + 1)
-            for _ in range(due - sent):
-                patient, ward = f"B{number:07d}", f"GW{number % WARDS:02d}"
-                number += 1
-                self.sent_at[patient] = time.time()
-                key, value = envelope("PatientAdmitted", patient, patient_id=patient, ward=ward)
-                await self.producer.send(self.topic, value=value, key=key)
-            sent = due
-            await asyncio.sleep(SEND_SLICE_SECONDS)
-        await self.producer.flush()
-        return sent
+    def admission(self) -> tuple[bytes, bytes]:
+        """The next admission without a bed, its send time remembered for the latency."""
+        number = self.admitted
+        self.admitted += 1
+        patient, ward = f"B{number:07d}", f"GW{number % WARDS:02d}"
+        self.sent_at[patient] = time.time()
+        return envelope("PatientAdmitted", patient, patient_id=patient, ward=ward)
 
     async def read(self, kafka_url: str, topics: list[str], stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -180,7 +179,13 @@ async def measure(
     try:
         async with httpx.AsyncClient(timeout=5.0) as client:
             sending = asyncio.create_task(
-                hospital.admit_on_timetable(options.warmup_seconds + options.duration_seconds)
+                send_on_timetable(
+                    producer,
+                    hospital.topic,
+                    REQUESTS_PER_SECOND,
+                    options.warmup_seconds + options.duration_seconds,
+                    hospital.admission,
+                )
             )
             await asyncio.sleep(options.warmup_seconds)
             wall, started = time.time(), time.perf_counter()

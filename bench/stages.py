@@ -21,13 +21,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import Options, Stack, cpu_seconds, latency_summary, running_stack
+from bench.common import (
+    Options,
+    Stack,
+    cpu_seconds,
+    latency_summary,
+    running_stack,
+    send_on_timetable,
+)
 from schemas.topics import EVENTS_CLEAN, EVENTS_RAW, PATIENTS_STATE
 from services.common.kafka import topic
 
 RATE_PER_SECOND = 5_000.0
 PATIENTS = 2_000
-SEND_SLICE_SECONDS = 0.01  # the timetable is kept in 10 ms slices
 DRAIN_SECONDS = 60.0
 # parameter, UCUM unit, LOINC, low, high
 VITALS = [
@@ -111,22 +117,6 @@ async def read_latencies(stack: Stack, stop: asyncio.Event) -> dict[str, list[fl
         await consumer.stop()
 
 
-async def send_on_timetable(producer: AIOKafkaProducer, raw_topic: str, seconds: float) -> int:
-    """RATE_PER_SECOND events for `seconds`, in 10 ms slices; returns how many were sent."""
-    monitors, sent, started = Monitors(7), 0, time.perf_counter()
-    total = int(seconds * RATE_PER_SECOND)
-    while sent < total:
-        due = min(total, int((time.perf_counter() - started) * RATE_PER_SECOND) + 1)
-        now = datetime.now(UTC)
-        for _ in range(due - sent):
-            key, value = monitors.raw_event(now)
-            await producer.send(raw_topic, value=value, key=key)
-        sent = due
-        await asyncio.sleep(SEND_SLICE_SECONDS)
-    await producer.flush()
-    return sent
-
-
 async def run(options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     async with running_stack(options.log_dir) as stack:
         common = {"WARDFLOW_TOPIC_PREFIX": stack.settings.topic_prefix,
@@ -143,9 +133,12 @@ async def run(options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         reader = asyncio.create_task(read_latencies(stack, stop_reading))
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
+                monitors = Monitors(7)
                 sending = asyncio.create_task(
                     send_on_timetable(producer, topic(stack.settings, EVENTS_RAW),
-                                      options.warmup_seconds + options.duration_seconds)
+                                      RATE_PER_SECOND,
+                                      options.warmup_seconds + options.duration_seconds,
+                                      lambda: monitors.raw_event(datetime.now(UTC)))
                 )  # fmt: skip
                 await asyncio.sleep(options.warmup_seconds)
                 before, cpu_before, started = (
