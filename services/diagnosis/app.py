@@ -209,19 +209,34 @@ class Diagnoser:
             band = decision.acknowledged.band.value
             ACKNOWLEDGEMENT_SECONDS.labels(band).observe(decision.acknowledged.seconds)
         if decision.changed:
+            before = _unacknowledged_band(self.states.get(patient))
             self.states[patient] = decision.state
             outputs.append(Output(PATIENTS_ALERTS, decision.state))
-            self._gauge_unacknowledged()
+            after = _unacknowledged_band(decision.state)
+            if before != after:  # the gauge moves with the one patient that changed
+                if before is not None:
+                    ALERTS_UNACKNOWLEDGED.labels(before.value).dec()
+                if after is not None:
+                    ALERTS_UNACKNOWLEDGED.labels(after.value).inc()
         return outputs
 
     def _gauge_unacknowledged(self) -> None:
+        """Count every patient once (after a restore); `_apply` keeps the count up to date."""
         counts = dict.fromkeys(ALERTING_BANDS, 0)
         for state in self.states.values():
-            alert = state.alert
-            if alert is not None and alert.acknowledged_at is None and alert.band in counts:
-                counts[alert.band] += 1
+            band = _unacknowledged_band(state)
+            if band is not None:
+                counts[band] += 1
         for band, count in counts.items():
             ALERTS_UNACKNOWLEDGED.labels(band.value).set(count)
+
+
+def _unacknowledged_band(state: AlertStateUpdated | None) -> Band | None:
+    """The band of the patient's open alert if nobody has acknowledged it yet."""
+    alert = None if state is None else state.alert
+    if alert is None or alert.acknowledged_at is not None or alert.band not in ALERTING_BANDS:
+        return None
+    return alert.band
 
 
 def build(settings: DiagnosisSettings) -> StageRunner:

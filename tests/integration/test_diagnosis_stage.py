@@ -143,6 +143,9 @@ async def test_same_band_is_issued_once_and_an_unacknowledged_alert_escalates(
             PATIENTS_ASSESSMENTS,
             lambda events: bool(of_patient(events, "P1", "AlertEscalated")),
         )
+        # Restored empty at start, then one open high alert nobody acknowledged (escalated or not).
+        assert metric_value("wardflow_alerts_unacknowledged", band="high") == 1
+        assert metric_value("wardflow_alerts_unacknowledged", band="medium") == 0
     (issued,) = of_patient(events, "P1", "AssessmentIssued")
     assert issued.band is Band.HIGH and issued.emitted_because == "first"
     (escalated,) = of_patient(events, "P1", "AlertEscalated")
