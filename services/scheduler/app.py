@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
-
-from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
 from schemas.assessments import CriticalCareBedRequested, CriticalCareBedRequestWithdrawn
@@ -20,17 +17,13 @@ from schemas.beds import (
     BedRequestCancelled,
     BedRequested,
     BedRequestWaiting,
-    BedReservationReleased,
     BedReserved,
     BedStateSnapshot,
-    BedStatusChanged,
     BedStatusReported,
-    BedTransitionRefused,
     WardAvailabilityUpdated,
 )
 from schemas.topics import (
     BEDS_AVAILABILITY,
-    BEDS_EVENTS,
     BEDS_STATE,
     SCHEDULING_DECISIONS,
     TopicSpec,
@@ -39,6 +32,15 @@ from schemas.vocabulary import BedStatus, LevelOfCare
 from services.common import metrics
 from services.common.hospital import HospitalLayout
 from services.common.stage import Output, Rejected
+from services.scheduler.decisions import (
+    SOURCE,
+    Cause,
+    Sweep,
+    bed_changed,
+    derived_id,
+    refused,
+    released,
+)
 from services.scheduler.domain import (
     BLOCKED_REASONS,
     CRITICAL_CARE_LEVELS,
@@ -51,99 +53,29 @@ from services.scheduler.domain import (
     wait_band,
     wards_at_level,
 )
+from services.scheduler.metrics import (
+    ALLOCATIONS,
+    BED_REQUESTS_WAITING,
+    BED_WAIT_SECONDS,
+    BEDS,
+    BEDS_BLOCKED,
+    CRITICAL_CARE_REQUESTS,
+    CRITICAL_CARE_WAITING,
+    TIME_TO_BED_SECONDS,
+    TRANSITIONS_REFUSED,
+)
 from services.scheduler.policy import SchedulingPolicy, configured_policy
 from services.scheduler.store import (
     Assignment,
-    BedChange,
     CareRequest,
     ChangeResult,
     LevelResult,
     RedisBedStore,
-    WardBedChange,
 )
 
 log = logging.getLogger(__name__)
 
 STAGE = "scheduler"
-SOURCE = "wardflow-scheduler"
-
-BEDS = Gauge("wardflow_beds", "Beds by ward and status.", ["ward", "status"])
-BEDS_BLOCKED = Gauge(
-    "wardflow_beds_blocked",
-    "Blocked beds by ward and reason code (infection, maintenance, staffing, other, unspecified).",
-    ["ward", "reason"],
-)
-BED_REQUESTS_WAITING = Gauge(
-    "wardflow_bed_requests_waiting", "Patients waiting for a bed.", ["ward"]
-)
-ALLOCATIONS = Counter("wardflow_bed_allocations_total", "Beds given to patients.", ["ward"])
-TRANSITIONS_REFUSED = Counter(
-    "wardflow_bed_transitions_refused_total", "Illegal bed changes refused.", ["ward"]
-)
-TIME_TO_BED_SECONDS = Histogram(
-    "wardflow_time_to_bed_seconds",
-    "From the bed request to the bed, by level of care.",
-    ["level_of_care"],
-    buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
-)
-BED_WAIT_SECONDS = Histogram(
-    "wardflow_bed_wait_seconds",
-    "From the bed request to the bed (reserved or assigned), by acuity band (low, low_medium,"
-    " medium, high, unknown) and origin (emergency, ward, critical_care, transfer): fairness.",
-    ["band", "origin"],
-    buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
-)
-CRITICAL_CARE_REQUESTS = Counter(
-    "wardflow_critical_care_requests_total",
-    "Critical-care bed request decisions: reserved, waiting, withdrawn, or no_ward (the layout has"
-    " no ward of that level).",
-    ["level_of_care", "outcome"],
-)
-CRITICAL_CARE_WAITING = Gauge(
-    "wardflow_critical_care_requests_waiting",
-    "Critical-care bed requests queued, by level of care.",
-    ["level_of_care"],
-)
-
-
-def _derived_id(cause: UUID, what: str) -> UUID:
-    """Deterministic ids for derived events: a redelivered cause produces identical outputs."""
-    return uuid5(NAMESPACE_URL, f"wardflow:scheduler:{cause}:{what}")
-
-
-def _bed_changed(
-    cause: Cause,
-    ward: str,
-    change: BedChange | WardBedChange,
-    what: str,
-    common: dict[str, Any],
-    blocked_reason: Any = None,
-) -> Output:
-    """One bed's change of status on beds.events, with an id derived from its cause."""
-    return Output(
-        BEDS_EVENTS,
-        BedStatusChanged(
-            event_id=_derived_id(cause.event_id, what),
-            ward=ward,
-            bed=change.bed,
-            previous_status=change.previous,
-            status=change.status,
-            cause_event_id=cause.event_id,
-            blocked_reason=blocked_reason,
-            **common,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """What caused the outputs of a periodic sweep (no event did): an id and a time."""
-
-    event_id: UUID
-    recorded_at: datetime
-
-
-Cause = Event | Sweep
 
 
 class Scheduler:
@@ -181,9 +113,7 @@ class Scheduler:
             if not wards:
                 continue
             now = datetime.now(UTC)
-            sweep = Sweep(
-                _derived_id(uuid5(NAMESPACE_URL, now.isoformat()), f"expiry:{level}"), now
-            )
+            sweep = Sweep(derived_id(uuid5(NAMESPACE_URL, now.isoformat()), f"expiry:{level}"), now)
             result = await self.store.expire_reservations(
                 level.value, wards, hold_seconds, sweep.event_id
             )
@@ -346,7 +276,7 @@ class Scheduler:
             # ward: both are changes of that ward, by one event.
             what = f"{result.ward}:{step}change:{index}"
             reason = blocked if change.status == BedStatus.BLOCKED else None
-            outputs.append(_bed_changed(cause, result.ward, change, what, common, reason))
+            outputs.append(bed_changed(cause, result.ward, change, what, common, reason))
         if result.assigned is not None:
             outputs.append(
                 self._assigned(cause, result.ward, result.assigned, now, common, "assigned")
@@ -358,7 +288,7 @@ class Scheduler:
                 Output(
                     SCHEDULING_DECISIONS,
                     BedRequestWaiting(
-                        event_id=_derived_id(cause.event_id, f"{result.ward}:waiting"),
+                        event_id=derived_id(cause.event_id, f"{result.ward}:waiting"),
                         patient_id=cause.patient_id,  # type: ignore[attr-defined]
                         ward=result.ward,
                         reason=waiting_reason,
@@ -369,7 +299,7 @@ class Scheduler:
             )
         if result.outcome in ("refused", "unknown_bed") and requested is not None:
             TRANSITIONS_REFUSED.labels(result.ward).inc()
-            outputs.append(self._refused(cause, result, requested, common))
+            outputs.append(refused(cause, result, requested, common))
         if result.changes or result.outcome in ("waiting", "withdrawn"):
             outputs.append(
                 await self._availability(
@@ -390,10 +320,10 @@ class Scheduler:
         outputs = []
         if result.released is not None:
             outputs.append(
-                self._released(cause, result.released, "placed_in_named_bed", f"{tag}:released")
+                released(cause, result.released, "placed_in_named_bed", f"{tag}:released")
             )
         if displaced is not None:
-            outputs.append(self._released(cause, displaced, "bed_taken", f"{tag}:displaced"))
+            outputs.append(released(cause, displaced, "bed_taken", f"{tag}:displaced"))
         settled = await self.store.reserve(
             level.value,
             wards_at_level(self.layout, level),
@@ -426,7 +356,7 @@ class Scheduler:
                 Output(
                     SCHEDULING_DECISIONS,
                     BedRequestWaiting(
-                        event_id=_derived_id(event.event_id, f"cc:{level}:no_ward"),
+                        event_id=derived_id(event.event_id, f"cc:{level}:no_ward"),
                         patient_id=event.patient_id,
                         ward=from_ward,
                         reason="no_ward_at_level_of_care",
@@ -494,14 +424,14 @@ class Scheduler:
         outputs: list[Output] = []
         for index, change in enumerate(result.changes):
             what = f"{tag}:change:{index}"
-            outputs.append(_bed_changed(cause, change.ward, change, what, common))
+            outputs.append(bed_changed(cause, change.ward, change, what, common))
         for index, placed in enumerate(result.assigned):
             what = f"{tag}:assigned:{index}"
             outputs.append(self._assigned(cause, placed.ward, placed.assignment, now, common, what))
         for lapsed in result.expired:
             CRITICAL_CARE_REQUESTS.labels(level.value, "expired").inc()
             what = f"{tag}:expired:{lapsed.request_id}"
-            outputs.append(self._released(cause, lapsed, "reservation_expired", what))
+            outputs.append(released(cause, lapsed, "reservation_expired", what))
         for held in result.reserved:
             CRITICAL_CARE_REQUESTS.labels(level.value, "reserved").inc()
             outputs.append(self._reserved(cause, held, level, now, common, tag, measure=True))
@@ -517,7 +447,7 @@ class Scheduler:
                 Output(
                     SCHEDULING_DECISIONS,
                     BedRequestWaiting(
-                        event_id=_derived_id(cause.event_id, f"{tag}:waiting"),
+                        event_id=derived_id(cause.event_id, f"{tag}:waiting"),
                         patient_id=request.patient_id,
                         ward=request.from_ward,
                         reason="no_bed_available",
@@ -531,9 +461,7 @@ class Scheduler:
         if result.outcome == "withdrawn" and request is not None:
             CRITICAL_CARE_REQUESTS.labels(level.value, "withdrawn").inc()
             outputs.append(
-                self._released(
-                    cause, request, "request_withdrawn", f"{tag}:released", withdrawal_reason
-                )
+                released(cause, request, "request_withdrawn", f"{tag}:released", withdrawal_reason)
             )
         for ward_id in result.wards_changed:
             what = f"{tag}:{ward_id}:availability"
@@ -561,7 +489,7 @@ class Scheduler:
         return Output(
             SCHEDULING_DECISIONS,
             BedReserved(
-                event_id=_derived_id(cause.event_id, f"{tag}:reserved:{held.request_id}"),
+                event_id=derived_id(cause.event_id, f"{tag}:reserved:{held.request_id}"),
                 patient_id=held.patient_id,
                 ward=held.ward,
                 bed=held.bed,
@@ -571,34 +499,6 @@ class Scheduler:
                 cause_event_id=cause.event_id,
                 cost_estimate=cost_estimate(self.policy.tariff, level),
                 **common,
-            ),
-        )
-
-    def _released(
-        self,
-        cause: Cause,
-        request: CareRequest,
-        reason: Any,
-        what: str,
-        withdrawal_reason: str | None = None,
-    ) -> Output:
-        now = datetime.now(UTC)
-        held = request.state == "reserved"
-        return Output(
-            SCHEDULING_DECISIONS,
-            BedReservationReleased(
-                event_id=_derived_id(cause.event_id, what),
-                patient_id=request.patient_id,
-                ward=(request.ward if held else None) or request.from_ward,
-                bed=request.bed if held else None,
-                request_id=request.request_id,
-                level_of_care=LevelOfCare(request.level),
-                reason=reason,
-                withdrawal_reason=withdrawal_reason,
-                cause_event_id=cause.event_id,
-                occurred_at=now,
-                recorded_at=now,
-                source=SOURCE,
             ),
         )
 
@@ -624,34 +524,13 @@ class Scheduler:
         return Output(
             SCHEDULING_DECISIONS,
             BedAssigned(
-                event_id=_derived_id(cause.event_id, f"{ward_id}:{what}"),
+                event_id=derived_id(cause.event_id, f"{ward_id}:{what}"),
                 patient_id=assigned.patient_id,
                 ward=ward_id,
                 bed=assigned.bed,
                 cause_event_id=cause.event_id,
                 wait_seconds=wait,
                 cost_estimate=cost_estimate(self.policy.tariff, level) if level else None,
-                **common,
-            ),
-        )
-
-    def _refused(
-        self, cause: Event, result: ChangeResult, requested: BedStatus, common: dict[str, Any]
-    ) -> Output:
-        if result.outcome == "unknown_bed":
-            reason = f"bed {result.bed!r} is not in ward {result.ward!r}"
-        else:
-            reason = f"a {result.previous} bed cannot become {requested.value}"
-        return Output(
-            SCHEDULING_DECISIONS,
-            BedTransitionRefused(
-                event_id=_derived_id(cause.event_id, f"{result.ward}:refused"),
-                ward=result.ward,
-                bed=result.bed,
-                current_status=result.previous,
-                requested_status=requested,
-                reason=reason,
-                cause_event_id=cause.event_id,
                 **common,
             ),
         )
@@ -670,7 +549,7 @@ class Scheduler:
         return Output(
             BEDS_AVAILABILITY,
             WardAvailabilityUpdated(
-                event_id=_derived_id(cause, what or f"{ward_id}:availability"),
+                event_id=derived_id(cause, what or f"{ward_id}:availability"),
                 ward=ward_id,
                 level_of_care=ward.level_of_care,
                 beds_by_status=counts,

@@ -1,0 +1,44 @@
+"""The scheduler's Prometheus metrics (labels from small fixed sets: ward, status, reason,
+level_of_care, band, origin, outcome; never a patient or a bed)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BEDS = Gauge("wardflow_beds", "Beds by ward and status.", ["ward", "status"])
+BEDS_BLOCKED = Gauge(
+    "wardflow_beds_blocked",
+    "Blocked beds by ward and reason code (infection, maintenance, staffing, other, unspecified).",
+    ["ward", "reason"],
+)
+BED_REQUESTS_WAITING = Gauge(
+    "wardflow_bed_requests_waiting", "Patients waiting for a bed.", ["ward"]
+)
+ALLOCATIONS = Counter("wardflow_bed_allocations_total", "Beds given to patients.", ["ward"])
+TRANSITIONS_REFUSED = Counter(
+    "wardflow_bed_transitions_refused_total", "Illegal bed changes refused.", ["ward"]
+)
+TIME_TO_BED_SECONDS = Histogram(
+    "wardflow_time_to_bed_seconds",
+    "From the bed request to the bed, by level of care.",
+    ["level_of_care"],
+    buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+)
+BED_WAIT_SECONDS = Histogram(
+    "wardflow_bed_wait_seconds",
+    "From the bed request to the bed (reserved or assigned), by acuity band (low, low_medium,"
+    " medium, high, unknown) and origin (emergency, ward, critical_care, transfer): fairness.",
+    ["band", "origin"],
+    buckets=(0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+)
+CRITICAL_CARE_REQUESTS = Counter(
+    "wardflow_critical_care_requests_total",
+    "Critical-care bed request decisions: reserved, waiting, withdrawn, or no_ward (the layout has"
+    " no ward of that level).",
+    ["level_of_care", "outcome"],
+)
+CRITICAL_CARE_WAITING = Gauge(
+    "wardflow_critical_care_requests_waiting",
+    "Critical-care bed requests queued, by level of care.",
+    ["level_of_care"],
+)
