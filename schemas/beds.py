@@ -97,8 +97,8 @@ class BedRequested(Event):
     or queued for the ward) and `level_of_care` (an HDU/ICU bed in any ward of that level:
     reserved or queued by acuity, as a critical-care request; `from_ward` is then the patient's
     current ward). `band` is the patient's NEWS2 band, the acuity of a critical-care request.
-    `needs` and `sex` restrict a ward bed as for PatientAdmitted (a critical-care reservation
-    does not match on them yet). `requested_by` is the name of the API key's source, never a
+    `needs` and `sex` restrict the bed as for PatientAdmitted (for a level, what the patient's
+    current ward knows of them fills what the request omits). `requested_by` is the name of the API key's source, never a
     person."""
 
     kind: Literal["BedRequested"] = "BedRequested"
@@ -138,7 +138,8 @@ class BedRequestWaiting(Event):
     For a critical-care request (`level_of_care` and `request_id` set), `ward` is the patient's
     current ward and the request waits for any ward of that level; `no_ward_at_level_of_care`
     means the hospital layout has no such ward (the request is not queued). `no_matching_bed`:
-    the ward has free beds, but none with the patient's needs in a bay that accepts them.
+    the ward (for a critical-care request: the level) has free beds, but none with the patient's
+    needs, in a bay that accepts them, of a unit that takes their specialty.
     """
 
     key_field: ClassVar[str] = "ward"

@@ -3,6 +3,7 @@ state in Redis, decisions on Kafka."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,7 +11,11 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
-from schemas.assessments import CriticalCareBedRequested, CriticalCareBedRequestWithdrawn
+from schemas.assessments import (
+    AssessmentIssued,
+    CriticalCareBedRequested,
+    CriticalCareBedRequestWithdrawn,
+)
 from schemas.base import Event
 from schemas.beds import (
     BedAssigned,
@@ -48,10 +53,13 @@ from services.scheduler.domain import (
     allocation_restriction,
     cost_estimate,
     critical_care_level,
+    critical_care_match,
+    patient_profile,
     placement_origin,
     queue_score,
     wait_band,
     wards_at_level,
+    with_assessment,
 )
 from services.scheduler.metrics import (
     ALLOCATIONS,
@@ -158,6 +166,9 @@ class Scheduler:
         if isinstance(event, PatientTransferred):
             self._known_ward(event.from_ward)
             self._known_ward(event.ward)  # both checked before anything changes
+            # The acuity known in the ward they leave goes with them (read before the release
+            # forgets it there): it sets their place if they wait for the new ward.
+            previous = await self.store.profile(event.from_ward, event.patient_id)
             released = await self.store.transition(
                 event.from_ward,
                 event.event_id,
@@ -165,7 +176,7 @@ class Scheduler:
                 patient_id=event.patient_id,
                 step="release",
             )
-            placed = await self._place(event, event.ward, event.bed)
+            placed = await self._place(event, event.ward, event.bed, previous)
             return [*await self._report(event, released, step="release"), *placed]
         if isinstance(event, PatientDischarged):
             self._known_ward(event.ward)
@@ -194,7 +205,9 @@ class Scheduler:
             return await self._request_bed(event)
         if isinstance(event, BedRequestCancelled):
             return await self._cancel_request(event)
-        return []  # vital signs are fusion's; assessments and escalations are for clinicians
+        if isinstance(event, AssessmentIssued):
+            return await self._reprioritise(event)
+        return []  # vital signs are fusion's; escalations are for clinicians
 
     def _known_ward(self, ward: str) -> None:
         if self.layout.ward(ward) is None:
@@ -208,10 +221,33 @@ class Scheduler:
         assert ward is not None  # checked by _known_ward
         return allocation_restriction(ward, event.needs, event.sex)
 
+    def _profile(
+        self,
+        event: PatientAdmitted | PatientTransferred | BedRequested,
+        band: str | None,
+        aggregate: int | None,
+    ) -> tuple[str, float]:
+        """The patient's profile for the ward (JSON) and their queue score: wait start (the
+        request's recording time) minus the credit of the acuity known (none: no credit)."""
+        since = event.recorded_at.timestamp()
+        profile = patient_profile(
+            sex=event.sex, needs=event.needs, band=band, aggregate=aggregate, since=since
+        )
+        return profile, queue_score(since, band, aggregate, self.policy.priority)
+
     async def _place(
-        self, event: PatientAdmitted | PatientTransferred, ward: str, bed: str | None
+        self,
+        event: PatientAdmitted | PatientTransferred,
+        ward: str,
+        bed: str | None,
+        previous: dict[str, Any] | None = None,
     ) -> list[Output]:
+        """Allocate a bed of the ward (or queue the patient by acuity, then wait), or put the
+        patient in the EHR's named bed. `previous`: their profile in the ward they come from."""
         self._known_ward(ward)
+        band = (previous or {}).get("band")
+        aggregate = (previous or {}).get("aggregate")
+        profile, score = self._profile(event, band, aggregate)
         if bed is None:
             from_ward = event.from_ward if isinstance(event, PatientTransferred) else None
             result = await self.store.allocate(
@@ -221,12 +257,41 @@ class Scheduler:
                 event.recorded_at.timestamp(),
                 origin=placement_origin(self.layout, from_ward),
                 eligible=self._eligible(ward, event),
+                score=score,
+                profile=profile,
             )
         else:
             result = await self.store.transition(
-                ward, event.event_id, BedStatus.OCCUPIED, bed=bed, patient_id=event.patient_id
+                ward,
+                event.event_id,
+                BedStatus.OCCUPIED,
+                bed=bed,
+                patient_id=event.patient_id,
+                profile=profile,
             )
         return await self._report(event, result, requested=BedStatus.OCCUPIED)
+
+    async def _reprioritise(self, event: AssessmentIssued) -> list[Output]:
+        """A new assessment of a patient waiting for a bed of their ward moves them in its queue
+        (acuity first, then waiting time); for an occupant it updates what a later critical-care
+        request will know. An assessment without a band (incomplete data, only a lower bound)
+        changes nothing: missing data never lowers, or raises, a priority."""
+        if event.band is None or event.ward is None or self.layout.ward(event.ward) is None:
+            return []
+        known = await self.store.profile(event.ward, event.patient_id)
+        if known is None:
+            return []
+        updated = with_assessment(known, event.band, event.aggregate)
+        since = float(updated.get("since", event.recorded_at.timestamp()))
+        score = queue_score(since, event.band, event.aggregate, self.policy.priority)
+        await self.store.rescore(
+            event.ward,
+            event.patient_id,
+            json.dumps(updated, sort_keys=True),
+            score,
+            event.event_id,
+        )
+        return []
 
     async def _request_bed(self, event: BedRequested) -> list[Output]:
         """A bed manager's request: for a ward, as an admission without a bed (the bed is given
@@ -235,6 +300,7 @@ class Scheduler:
             return await self._request_critical_care(event)
         assert event.ward is not None  # the contract wants a ward or a level
         self._known_ward(event.ward)
+        profile, score = self._profile(event, event.band.value if event.band else None, None)
         result = await self.store.allocate(
             event.ward,
             event.patient_id,
@@ -243,6 +309,8 @@ class Scheduler:
             origin="manual",
             request_id=event.event_id,
             eligible=self._eligible(event.ward, event),
+            score=score,
+            profile=profile,
         )
         return await self._report(event, result, requested=BedStatus.OCCUPIED)
 
@@ -341,13 +409,22 @@ class Scheduler:
     ) -> list[Output]:
         """Diagnosis's request, or a bed manager's for a level (no NEWS2 aggregate: the band
         alone, if given, sets its acuity credit)."""
+        known = None
         if isinstance(event, BedRequested):
             assert event.level_of_care is not None and event.from_ward is not None
             level, from_ward, aggregate = LevelOfCare(event.level_of_care), event.from_ward, None
             band = event.band.value if event.band is not None else None
+            sex, needs = event.sex, list(event.needs)
         else:
             level, from_ward = LevelOfCare(event.level_of_care), event.ward
             band, aggregate = event.band.value, event.aggregate
+            sex, needs = None, []
+        if from_ward is not None and self.layout.ward(from_ward) is not None:
+            # What the patient's ward knows of them (sex, needs) fills what the request omits.
+            known = await self.store.profile(from_ward, event.patient_id)
+        if known:
+            sex = sex or known.get("sex")
+            needs = needs or list(known.get("needs") or [])
         wards = wards_at_level(self.layout, level)
         if not wards:
             CRITICAL_CARE_REQUESTS.labels(level.value, "no_ward").inc()
@@ -378,6 +455,7 @@ class Scheduler:
             state="waiting",
             band=band,
             aggregate=aggregate,
+            match=critical_care_match(self.layout, level, from_ward, sex, needs),
         )
         result = await self.store.reserve(
             level.value,
@@ -450,7 +528,7 @@ class Scheduler:
                         event_id=derived_id(cause.event_id, f"{tag}:waiting"),
                         patient_id=request.patient_id,
                         ward=request.from_ward,
-                        reason="no_bed_available",
+                        reason=result.waiting_reason,
                         cause_event_id=cause.event_id,
                         level_of_care=level,
                         request_id=request.request_id,
@@ -497,7 +575,7 @@ class Scheduler:
                 level_of_care=level,
                 wait_seconds=wait,
                 cause_event_id=cause.event_id,
-                cost_estimate=cost_estimate(self.policy.tariff, level),
+                cost_estimate=cost_estimate(self.policy.tariff, level, held.needs),
                 **common,
             ),
         )
@@ -517,7 +595,7 @@ class Scheduler:
         ALLOCATIONS.labels(ward_id).inc()
         TIME_TO_BED_SECONDS.labels(level.value if level else "unknown").observe(wait)
         if assigned.origin in ORIGINS:  # None: a reserved bed's holder, measured at reservation
-            BED_WAIT_SECONDS.labels(wait_band(None), assigned.origin).observe(wait)
+            BED_WAIT_SECONDS.labels(wait_band(assigned.band), assigned.origin).observe(wait)
         metrics.END_TO_END_LATENCY_SECONDS.labels(STAGE).observe(
             max(0.0, (now - cause.recorded_at).total_seconds())
         )
@@ -530,7 +608,9 @@ class Scheduler:
                 bed=assigned.bed,
                 cause_event_id=cause.event_id,
                 wait_seconds=wait,
-                cost_estimate=cost_estimate(self.policy.tariff, level) if level else None,
+                cost_estimate=(
+                    cost_estimate(self.policy.tariff, level, assigned.needs) if level else None
+                ),
                 **common,
             ),
         )

@@ -7,8 +7,10 @@ reviewed policy file (`policy.py`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from schemas.beds import CostEstimate
 from schemas.vocabulary import Band, BedStatus, Capability, LevelOfCare, Sex
@@ -98,7 +100,84 @@ def critical_care_level(layout: HospitalLayout, ward_id: str) -> LevelOfCare | N
     return ward.level_of_care
 
 
-# --- Critical-care queue priority: acuity first, then waiting time, with aging ----------------
+# --- What the scheduler keeps of a patient while they wait for or hold a bed -----------------
+
+
+def patient_profile(
+    *,
+    sex: Sex | None,
+    needs: Sequence[Capability],
+    band: Band | str | None,
+    aggregate: int | None,
+    since: float,
+) -> str:
+    """The profile (JSON) kept with a ward's waiting patients and occupants: sex and needs for
+    matching a critical-care bed later, NEWS2 band and aggregate for priority, `since` the start
+    of their wait. Absent values are left out (never stored as a default)."""
+    data: dict[str, Any] = {"since": since}
+    if sex is not None:
+        data["sex"] = sex
+    if needs:
+        data["needs"] = sorted(needs)
+    if band:
+        data["band"] = str(getattr(band, "value", band))
+    if aggregate is not None:
+        data["aggregate"] = aggregate
+    return json.dumps(data, sort_keys=True)
+
+
+def with_assessment(
+    profile: Mapping[str, Any], band: Band | str, aggregate: int | None
+) -> dict[str, Any]:
+    """The profile after a newer assessment: its band and aggregate replace the old ones."""
+    updated = {**profile, "band": str(getattr(band, "value", band))}
+    updated.pop("aggregate", None)
+    if aggregate is not None:
+        updated["aggregate"] = aggregate
+    return updated
+
+
+def critical_care_match(
+    layout: HospitalLayout,
+    level: LevelOfCare,
+    from_ward: str | None,
+    sex: Sex | None,
+    needs: Sequence[Capability],
+) -> dict[str, Any] | None:
+    """Which beds of the level a patient fits, for the reservation script (`match`), or None when
+    every bed of every ward of the level fits and no ward is preferred (any bed will do).
+
+    - beds: per ward, the beds with every capability in `needs`, in a bay whose sex policy
+      accepts `sex` (`eligible_beds`); wards with none are left out.
+    - specialty: a ward of the level with a specialty takes patients coming from a ward of that
+      specialty; if no ward of the level has the patient's specialty or none, every ward does
+      (the patient is not left without a unit).
+    - prefer: the wards on the site of the ward the patient comes from, served first.
+    """
+    wards = [w for w in layout.wards if w.level_of_care == level]
+    origin = layout.ward(from_ward) if from_ward else None
+    specialty = origin.specialty if origin else None
+    fitting = [w for w in wards if w.specialty is None or w.specialty == specialty]
+    if not fitting:
+        fitting = wards
+    wanted = tuple(needs)
+    beds = {w.id: list(eligible_beds(w, wanted, sex)) for w in fitting}
+    beds = {ward: names for ward, names in beds.items() if names}
+    site = origin.site if origin else None
+    prefer = {w.id: True for w in fitting if site is not None and w.site == site}
+    sites = {w.site for w in wards}
+    unrestricted = len(fitting) == len(wards) and all(
+        len(beds.get(w.id, ())) == len(w.beds) for w in wards
+    )
+    if unrestricted and (site is None or len(sites) <= 1) and not wanted:
+        return None
+    match: dict[str, Any] = {"beds": beds, "prefer": prefer if len(sites) > 1 else {}}
+    if wanted:
+        match["needs"] = sorted(wanted)
+    return match
+
+
+# --- Queue priority: acuity first, then waiting time, with aging ------------------------------
 
 NEWS2_MAX_AGGREGATE = 20
 
@@ -106,9 +185,10 @@ NEWS2_MAX_AGGREGATE = 20
 def acuity_credit_seconds(
     band: Band | str | None, aggregate: int | None, priority: Priority
 ) -> float:
-    """How far ahead of its request time a critical-care request is queued: the band's credit
-    plus the credit per NEWS2 aggregate point (the aggregate taken within 0..20). A request
-    without a band (a record from before priorities) has no credit at all: FIFO."""
+    """How far ahead of its request time a bed request is queued (a critical-care request, or a
+    patient waiting for a ward bed): the band's credit plus the credit per NEWS2 aggregate point
+    (the aggregate taken within 0..20). Without a band (no assessment known) there is no credit
+    at all: first come, first served."""
     if band is None or band == "":
         return 0.0
     points = min(max(aggregate or 0, 0), NEWS2_MAX_AGGREGATE)
@@ -160,14 +240,18 @@ def cost_estimate(
     tariff: Tariff, level: LevelOfCare, equipment: Sequence[str] = ()
 ) -> CostEstimate:
     """A bed's cost per day of stay under the tariff: the bed-day of its level of care, plus the
-    tariff's per-day add-ons for any `equipment` named (none is named yet). Raises KeyError for
-    equipment the tariff does not price."""
+    tariff's per-day add-on for each of `equipment` (the patient's needs met by the bed) that the
+    tariff prices; the basis names each one, and any the tariff does not price."""
     bed_day = tariff.per_day.amount(level)
-    add_ons = [(name, tariff.equipment[name]) for name in equipment]
+    priced = [name for name in equipment if name in tariff.equipment]
+    add_ons = [(name, tariff.equipment[name]) for name in priced]
+    unpriced = sorted(name for name in equipment if name not in tariff.equipment)
     per_day = bed_day + sum((item.per_day for _, item in add_ons), Decimal(0))
     basis = f"one {level.value} bed-day at {bed_day:.2f} {tariff.currency}"
     for name, item in add_ons:
         basis += f", plus {name} at {item.per_day:.2f} {tariff.currency} per day"
+    if unpriced:
+        basis += f", {', '.join(unpriced)} not priced"
     basis += f" (tariff {tariff.version}); per day of stay, the length of stay is not known"
     return CostEstimate(
         tariff_version=tariff.version,

@@ -11,20 +11,27 @@ the critical-care request holding it), 8 patient_reserved hash (patient -> reser
 it leaves blocked), 11 waiting_request hash (waiting patient -> the id of the bed manager's request
 that queued them; cleared with the wait), 12 waiting_eligible hash (waiting patient -> the beds
 they may be given, comma-joined, when their allocation was restricted by needs or bay sex policy;
-no entry: any bed of the ward; cleared with the wait), 13 seen key of the cause event.
-`CANCEL_WAIT` takes the same keys.
+no entry: any bed of the ward; cleared with the wait), 13 profile hash (patient waiting for or in a
+bed of the ward -> JSON {sex, needs, band, aggregate, since}: what matching and priority know of
+them, `since` the start of their wait; removed when they leave the ward or their wait),
+14 seen key of the cause event.
+`CANCEL_WAIT` and `RESCORE` take the same keys. The waiting zset is ordered by score: wait start
+minus the acuity credit of the patient's latest NEWS2 (`domain.queue_score`; no assessment: no
+credit, first come first served).
 
 Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level of care (hdu or
 icu). KEYS: 1 queue zset (request id, by the score the scheduler passes: request time minus the
 request's acuity credit, `domain.queue_score`), 2 requests hash (request id -> JSON),
-3 patient_request hash (patient -> request id), 4 seen key, then the 12 ward keys above (not the
+3 patient_request hash (patient -> request id), 4 seen key, then the 13 ward keys above (not the
 seen key) for each ward of that level, in the order of the ward ids in ARGV. They span several
 hash tags (the level's and each ward's): they need a single Redis, not a Cluster
 (docs/architecture.md §11).
 
 A request record (JSON) is {request, patient, level, requested_at (epoch seconds, a string: the
 real request time, for wait times), band and aggregate (NEWS2, absent on records from before
-priorities), from_ward, state ('waiting' or 'reserved'), ward, bed}; the reserved bed's
+priorities), from_ward, state ('waiting' or 'reserved'), ward, bed, match (absent: any bed of
+the level; else `beds`, ward -> the beds the patient fits by needs, bay sex policy and specialty,
+`prefer`, wards at the patient's site, and `needs`)}; the reserved bed's
 `reservation` entry is the same record. Band and aggregate travel with the record so that a
 request queued again (its reserved bed taken) keeps its priority.
 
@@ -32,7 +39,7 @@ Each script stores its result under the seen key: a redelivered event gets the s
 and changes nothing. Every applied change is published on the changes channel.
 """
 
-WARD_KEY_COUNT = 12
+WARD_KEY_COUNT = 13
 """How many keys a ward has (`store.WARD_STRUCTURES`); a ward script's seen key comes next."""
 
 _COMMON = """
@@ -40,7 +47,12 @@ local function ward_at(i)
   return {status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
     order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7],
     origin=KEYS[i+8], blocked_reason=KEYS[i+9], waiting_request=KEYS[i+10],
-    eligible=KEYS[i+11]}
+    eligible=KEYS[i+11], profile=KEYS[i+12]}
+end
+-- A string field of a decoded profile or record (cjson gives JSON null as a userdata).
+local function text(t, field)
+  if t and type(t[field]) == 'string' then return t[field] end
+  return nil
 end
 -- The patient leaves the ward's waiting queue (and its side hashes).
 local function unqueue(w, patient)
@@ -74,8 +86,9 @@ local function fits(w, patient, bed)
   if not eligible then return true end
   return string.find(',' .. eligible .. ',', ',' .. bed .. ',', 1, true) ~= nil
 end
--- The bed becomes available: the oldest patient waiting for the ward for whom it is eligible gets
--- it (returned), otherwise it joins the free beds.
+-- The bed becomes available: the first patient in the ward's queue (lowest score: wait start
+-- minus acuity credit) for whom it is eligible gets it (returned, with the real wait start and
+-- the band and needs of their profile), otherwise it joins the free beds.
 local function free(w, bed)
   redis.call('HSET', w.status, bed, 'available')
   local chosen, at = nil, nil
@@ -93,8 +106,16 @@ local function free(w, bed)
   end
   if chosen then
     local origin = redis.call('HGET', w.origin, chosen) or nil
+    local since, band, needs = tonumber(at), nil, nil
+    local raw = redis.call('HGET', w.profile, chosen)
+    if raw then
+      local p = cjson.decode(raw)
+      if type(p.since) == 'number' then since = p.since end
+      band = text(p, 'band')
+      if type(p.needs) == 'table' then needs = p.needs end
+    end
     occupy(w, bed, chosen)
-    return {patient=chosen, bed=bed, requested_at=tonumber(at), origin=origin}
+    return {patient=chosen, bed=bed, requested_at=since, origin=origin, band=band, needs=needs}
   end
   redis.call('ZADD', w.available, tonumber(redis.call('HGET', w.order, bed)), bed)
   return nil
@@ -114,10 +135,13 @@ ALLOCATE = (
 -- ARGV: 1 patient, 2 seen ttl, 3 channel, 4 requested_at (epoch seconds), 5 ward,
 --       6 origin (`ward`, `emergency`, `transfer` or `manual`), 7 the id of the bed manager's
 --       request ('' for an admission or transfer), kept with the wait so it can be cancelled,
---       8 '1' when the patient may only have the beds that follow (needs or bay sex policy: the
+--       8 queue score (requested_at minus the acuity credit, `domain.queue_score`),
+--       9 the patient's profile (JSON: sex, needs, band, aggregate, since), kept while they
+--       wait for or hold a bed of the ward,
+--       10 '1' when the patient may only have the beds that follow (needs or bay sex policy: the
 --       lowest available of them is given; none: they wait with them remembered in
---       waiting_eligible), '' for any bed, 9.. those beds
-local W, SEEN = ward_at(1), KEYS[13]
+--       waiting_eligible), '' for any bed, 11.. those beds
+local W, SEEN = ward_at(1), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient = ARGV[1]
@@ -126,18 +150,23 @@ if has then return finish({outcome='already', bed=has, ward=ARGV[5]}, SEEN, ARGV
 -- A critical-care bed reserved for this patient in this ward is the one they get (no origin: the
 -- wait to that bed was measured when it was reserved).
 local mine = redis.call('HGET', W.patient_reserved, patient)
+redis.call('HSET', W.profile, patient, ARGV[9])
+local profile = cjson.decode(ARGV[9])
+local needs = nil
+if type(profile.needs) == 'table' then needs = profile.needs end
 if mine then
   local r = unreserve(W, mine)
   occupy(W, mine, patient)
   return finish({outcome='applied', ward=ARGV[5], bed=mine, previous='reserved',
     changes={{mine, 'reserved', 'occupied'}}, fulfilled=r,
-    assigned={patient=patient, bed=mine, requested_at=tonumber(ARGV[4])}}, SEEN, ARGV[2], ARGV[3])
+    assigned={patient=patient, bed=mine, requested_at=tonumber(ARGV[4]), needs=needs}}, SEEN,
+    ARGV[2], ARGV[3])
 end
-local restricted = ARGV[8] == '1'
+local restricted = ARGV[10] == '1'
 local bed = nil
 if restricted then
   local lowest = nil
-  for i = 9, #ARGV do
+  for i = 11, #ARGV do
     local score = redis.call('ZSCORE', W.available, ARGV[i])
     if score and (lowest == nil or tonumber(score) < lowest) then
       bed, lowest = ARGV[i], tonumber(score)
@@ -148,11 +177,11 @@ else
   if #popped > 0 then bed = popped[1] end
 end
 if not bed then
-  if redis.call('ZADD', W.waiting, 'NX', ARGV[4], patient) == 1 then
+  if redis.call('ZADD', W.waiting, 'NX', ARGV[8], patient) == 1 then
     redis.call('HSET', W.origin, patient, ARGV[6])
     if ARGV[7] ~= '' then redis.call('HSET', W.waiting_request, patient, ARGV[7]) end
     if restricted then
-      redis.call('HSET', W.eligible, patient, table.concat(ARGV, ',', 9, #ARGV))
+      redis.call('HSET', W.eligible, patient, table.concat(ARGV, ',', 11, #ARGV))
     end
   end
   local reason = 'no_bed_available'
@@ -162,8 +191,8 @@ end
 occupy(W, bed, patient)
 return finish({outcome='applied', ward=ARGV[5], bed=bed, previous='available',
   changes={{bed, 'available', 'occupied'}},
-  assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4]), origin=ARGV[6]}}, SEEN,
-  ARGV[2], ARGV[3])
+  assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4]), origin=ARGV[6],
+    band=text(profile, 'band'), needs=needs}}, SEEN, ARGV[2], ARGV[3])
 """
 )
 
@@ -172,8 +201,9 @@ TRANSITION = (
     + """
 -- ARGV: 1 bed ('' to find the patient's bed), 2 patient ('' if none), 3 target status,
 --       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward,
---       8 the reason code recorded when the target is 'blocked'
-local W, SEEN = ward_at(1), KEYS[13]
+--       8 the reason code recorded when the target is 'blocked', 9 the profile (JSON) of the
+--       patient placed, for target 'occupied' ('' if none)
+local W, SEEN = ward_at(1), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local bed, patient, target = ARGV[1], ARGV[2], ARGV[3]
@@ -182,7 +212,10 @@ if bed == '' then
   if not bed then
     local removed = unqueue(W, patient)
     local outcome = 'no_bed'
-    if removed == 1 then outcome = 'withdrawn' end
+    if removed == 1 then
+      outcome = 'withdrawn'
+      redis.call('HDEL', W.profile, patient)
+    end
     return finish({outcome=outcome, ward=ARGV[7]}, SEEN, ARGV[5], ARGV[6])
   end
 end
@@ -208,7 +241,10 @@ end
 if current == 'occupied' then
   local previous_patient = redis.call('HGET', W.occupant, bed)
   redis.call('HDEL', W.occupant, bed)
-  if previous_patient then redis.call('HDEL', W.patient_bed, previous_patient) end
+  if previous_patient then
+    redis.call('HDEL', W.patient_bed, previous_patient)
+    redis.call('HDEL', W.profile, previous_patient)
+  end
 end
 -- A reserved bed changing status: its holder moving in fulfils the request; anything else
 -- takes the bed from the request (displaced: the scheduler queues it again).
@@ -235,6 +271,7 @@ table.insert(changes, {bed, current, target})
 local assigned = nil
 if target == 'occupied' then
   occupy(W, bed, patient)
+  if ARGV[9] ~= '' then redis.call('HSET', W.profile, patient, ARGV[9]) end
 elseif target == 'available' then
   assigned = free(W, bed)
   if assigned then table.insert(changes, {bed, 'available', 'occupied'}) end
@@ -262,17 +299,41 @@ CANCEL_WAIT = (
 -- ARGV: 1 request id, 2 seen ttl, 3 channel, 4 ward. Outcome `withdrawn` (with the patient) or
 -- `unknown` (no patient of this ward waits under that request: never queued here, served, or
 -- already withdrawn).
-local W, SEEN = ward_at(1), KEYS[13]
+local W, SEEN = ward_at(1), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local pairs_ = redis.call('HGETALL', W.waiting_request)
 for i = 1, #pairs_, 2 do
   if pairs_[i + 1] == ARGV[1] then
     unqueue(W, pairs_[i])
+    redis.call('HDEL', W.profile, pairs_[i])
     return finish({outcome='withdrawn', ward=ARGV[4], patient=pairs_[i]}, SEEN, ARGV[2], ARGV[3])
   end
 end
 return finish({outcome='unknown', ward=ARGV[4]}, SEEN, ARGV[2], ARGV[3])
+"""
+)
+
+RESCORE = (
+    _COMMON
+    + """
+-- A newer assessment of a patient of this ward: their profile takes it, and if they wait for a
+-- bed of the ward, their place in the queue follows their new acuity (wait start minus the new
+-- credit). ARGV: 1 patient, 2 profile (JSON), 3 queue score, 4 seen ttl, 5 channel, 6 ward.
+-- Outcome `rescored` (waiting), `updated` (in a bed of the ward) or `absent` (neither: nothing).
+local W, SEEN = ward_at(1), KEYS[14]
+local seen = redis.call('GET', SEEN)
+if seen then return seen end
+local patient, outcome = ARGV[1], 'absent'
+if redis.call('ZSCORE', W.waiting, patient) then
+  redis.call('ZADD', W.waiting, 'XX', ARGV[3], patient)
+  redis.call('HSET', W.profile, patient, ARGV[2])
+  outcome = 'rescored'
+elseif redis.call('HEXISTS', W.patient_bed, patient) == 1 then
+  redis.call('HSET', W.profile, patient, ARGV[2])
+  outcome = 'updated'
+end
+return finish({outcome=outcome, ward=ARGV[6]}, SEEN, ARGV[4], ARGV[5])
 """
 )
 
@@ -294,7 +355,7 @@ local QUEUE, REQUESTS, PATIENT_REQUEST, SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local function wards_from(first)
   local wards = {}
   for j = first, #ARGV do
-    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 12)})  -- WARD_KEY_COUNT
+    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 13)})  -- WARD_KEY_COUNT
   end
   return wards
 end
@@ -335,47 +396,94 @@ local function release(wards, r, result)
     table.insert(result.assigned, assigned)
   end
 end
--- The request to serve next: the lowest score; among equal scores the higher acuity credit (it
--- has the later request time, as score = time - credit), then the lowest request id.
-local function head()
-  local first = redis.call('ZRANGE', QUEUE, 0, 0, 'WITHSCORES')
-  if #first == 0 then return nil end
-  local ties = redis.call('ZRANGEBYSCORE', QUEUE, first[2], first[2])
-  if #ties <= 1 then return first[1] end
-  local best, latest = first[1], nil
-  for _, id in ipairs(ties) do
-    local r = record(id)
+-- The queue in serving order: the lowest score first; among equal scores the higher acuity credit
+-- (it has the later request time, as score = time - credit), then the lowest request id.
+local function ordered()
+  local flat = redis.call('ZRANGE', QUEUE, 0, -1, 'WITHSCORES')
+  local entries = {}
+  for i = 1, #flat, 2 do
+    local r = record(flat[i])
     local at = -math.huge
     if r then at = tonumber(r.requested_at) end
-    if latest == nil or at > latest then best, latest = id, at end
+    table.insert(entries, {id=flat[i], score=tonumber(flat[i + 1]), at=at})
   end
-  return best
+  table.sort(entries, function(a, b)
+    if a.score ~= b.score then return a.score < b.score end
+    if a.at ~= b.at then return a.at > b.at end
+    return a.id < b.id
+  end)
+  return entries
 end
--- Lowest score first (request time minus acuity credit), each to the lowest free bed of the ward
--- of this level with the most free beds (ties: the first ward id, as the wards come sorted).
-local function serve(wards, result)
-  while true do
-    local next_id = head()
-    if not next_id then return end
+-- The ward and bed a request would get now, or nil. A request without `match` takes the lowest
+-- free bed of the ward with the most free beds (ties: the first ward id). With `match` (needs,
+-- bay sex policy, specialty): only its eligible beds (`match.beds`: ward -> beds); a preferred
+-- ward (`match.prefer`: same site) first, then the most eligible free beds, then the ward id; the
+-- lowest of its eligible free beds.
+local function bed_for(wards, r)
+  local match = r.match
+  if type(match) ~= 'table' then
     local best, most = nil, 0
     for _, ward in ipairs(wards) do
       local n = redis.call('ZCARD', ward.w.available)
       if n > most then best, most = ward, n end
     end
-    if not best then return end
-    redis.call('ZREM', QUEUE, next_id)
-    local r = record(next_id)
-    if r then
-      local bed = redis.call('ZPOPMIN', best.w.available)[1]
-      redis.call('HSET', best.w.status, bed, 'reserved')
-      r.state, r.ward, r.bed = 'reserved', best.id, bed
-      r.reserved_at = tonumber(redis.call('TIME')[1])
-      local encoded = cjson.encode(r)
-      redis.call('HSET', REQUESTS, r.request, encoded)
-      redis.call('HSET', best.w.reservation, bed, encoded)
-      redis.call('HSET', best.w.patient_reserved, r.patient, bed)
-      table.insert(result.changes, {best.id, bed, 'available', 'reserved'})
-      table.insert(result.reserved, r)
+    if not best then return nil, nil end
+    return best, redis.call('ZRANGE', best.w.available, 0, 0)[1]
+  end
+  local best, best_bed, best_rank, most = nil, nil, nil, 0
+  for _, ward in ipairs(wards) do
+    local beds = type(match.beds) == 'table' and match.beds[ward.id]
+    if type(beds) == 'table' then
+      local lowest, lowest_score, n = nil, nil, 0
+      for _, bed in ipairs(beds) do
+        local score = redis.call('ZSCORE', ward.w.available, bed)
+        if score then
+          n = n + 1
+          if lowest_score == nil or tonumber(score) < lowest_score then
+            lowest, lowest_score = bed, tonumber(score)
+          end
+        end
+      end
+      local rank = 1
+      if type(match.prefer) == 'table' and match.prefer[ward.id] then rank = 0 end
+      if n > 0 and (best == nil or rank < best_rank or (rank == best_rank and n > most)) then
+        best, best_bed, best_rank, most = ward, lowest, rank, n
+      end
+    end
+  end
+  return best, best_bed
+end
+local function free_beds(wards)
+  local n = 0
+  for _, ward in ipairs(wards) do n = n + redis.call('ZCARD', ward.w.available) end
+  return n
+end
+-- Serve the queue in order: each request the bed it fits (`bed_for`); one that fits no free bed
+-- keeps its place while those behind it may be served.
+local function serve(wards, result)
+  local left = free_beds(wards)
+  if left == 0 then return end
+  for _, entry in ipairs(ordered()) do
+    if left == 0 then return end
+    local r = record(entry.id)
+    if not r then
+      redis.call('ZREM', QUEUE, entry.id)
+    else
+      local ward, bed = bed_for(wards, r)
+      if ward then
+        redis.call('ZREM', QUEUE, entry.id)
+        redis.call('ZREM', ward.w.available, bed)
+        redis.call('HSET', ward.w.status, bed, 'reserved')
+        r.state, r.ward, r.bed = 'reserved', ward.id, bed
+        r.reserved_at = tonumber(redis.call('TIME')[1])
+        local encoded = cjson.encode(r)
+        redis.call('HSET', REQUESTS, r.request, encoded)
+        redis.call('HSET', ward.w.reservation, bed, encoded)
+        redis.call('HSET', ward.w.patient_reserved, r.patient, bed)
+        table.insert(result.changes, {ward.id, bed, 'available', 'reserved'})
+        table.insert(result.reserved, r)
+        left = left - 1
+      end
     end
   end
 end
@@ -389,10 +497,14 @@ RESERVE = (
 --       6 requested_at (epoch seconds), 7 requesting ward, 8 '1' to queue again a request whose
 --       bed was taken (only if it still exists), 9 request to close ('' if none: its patient
 --       was placed), 10 queue score (request time minus acuity credit), 11 NEWS2 band ('' if
---       unknown), 12 NEWS2 aggregate ('' if unknown), 13.. ward ids of the level, sorted
+--       unknown), 12 NEWS2 aggregate ('' if unknown), 13 the request's match (JSON: `beds`,
+--       ward -> eligible beds, `prefer`, ward -> true, `needs`; '' for any bed of the level),
+--       14.. ward ids of the level, sorted
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
-local wards = wards_from(13)
+local wards = wards_from(14)
+local match = nil
+if ARGV[13] ~= '' then match = cjson.decode(ARGV[13]) end
 local result = {outcome='served', level=ARGV[3], changes={}, reserved={}}
 if ARGV[9] ~= '' then
   local r = record(ARGV[9])
@@ -411,6 +523,7 @@ if request ~= '' then
       result.replaced = existing_id
       existing.request = request
       existing.band, existing.aggregate = band, aggregate  -- the newest assessment's acuity
+      existing.match = match
       local encoded = cjson.encode(existing)
       redis.call('HDEL', REQUESTS, existing_id)
       redis.call('HSET', REQUESTS, request, encoded)
@@ -429,7 +542,7 @@ if request ~= '' then
   else
     if existing then forget(existing) end
     local r = {request=request, patient=patient, level=ARGV[3], requested_at=ARGV[6],
-      from_ward=ARGV[7], state='waiting', band=band, aggregate=aggregate}
+      from_ward=ARGV[7], state='waiting', band=band, aggregate=aggregate, match=match}
     redis.call('HSET', REQUESTS, request, cjson.encode(r))
     redis.call('HSET', PATIENT_REQUEST, patient, request)
     redis.call('ZADD', QUEUE, ARGV[10], request)
@@ -443,6 +556,9 @@ if request ~= '' and result.outcome ~= 'unknown' then
     result.outcome = 'reserved'
   end
 end
+-- Why a request still waits: no free bed at the level, or free beds none of which it fits.
+result.reason = 'no_bed_available'
+if free_beds(wards) > 0 then result.reason = 'no_matching_bed' end
 return finish(result, SEEN, ARGV[1], ARGV[2])
 """
 )

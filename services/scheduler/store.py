@@ -31,10 +31,19 @@ class Assignment:
     bed: str
     requested_at_epoch: float
     origin: str | None = None
+    band: str | None = None
+    needs: tuple[str, ...] = ()
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Assignment:
-        return cls(data["patient"], data["bed"], data["requested_at"], data.get("origin"))
+        return cls(
+            data["patient"],
+            data["bed"],
+            data["requested_at"],
+            data.get("origin"),
+            data.get("band"),
+            tuple(data.get("needs") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,8 @@ class BedChange:
 @dataclass(frozen=True)
 class CareRequest:
     """A critical-care bed request as the store keeps it: queued (`waiting`) or holding a bed.
-    `band` and `aggregate` (NEWS2) set its priority; None on records from before priorities."""
+    `band` and `aggregate` (NEWS2) set its priority; None on records from before priorities.
+    `match` (`domain.critical_care_match`): the beds it fits; None: any bed of the level."""
 
     request_id: UUID
     patient_id: str
@@ -59,6 +69,11 @@ class CareRequest:
     bed: str | None = None
     band: str | None = None
     aggregate: int | None = None
+    match: dict[str, Any] | None = None
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple((self.match or {}).get("needs") or ())
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> CareRequest | None:
@@ -75,6 +90,7 @@ class CareRequest:
             bed=data.get("bed"),
             band=data.get("band"),
             aggregate=int(data["aggregate"]) if data.get("aggregate") is not None else None,
+            match=data.get("match") or None,
         )
 
 
@@ -84,7 +100,8 @@ class ChangeResult:
     `unknown_bed`, `unknown` (a cancelled request that waits in no ward), or `refused` (an illegal
     transition; nothing changed). `blocked_reason` is the code recorded for a bed that became
     blocked; `patient_id` the patient whose wait a cancellation withdrew. `waiting_reason`, for
-    `waiting`: `no_bed_available`, or `no_matching_bed` (beds are free, none eligible).
+    `waiting`: `no_bed_available`, or `no_matching_bed` (beds are free, none eligible). RESCORE's
+    outcomes: `rescored` (a waiting patient's new acuity), `updated` (an occupant's), `absent`.
 
     For a reserved bed: `fulfilled` is the request whose patient got a bed in this ward (their
     reserved one or, `released`, a named one, which freed the reserved bed); `displaced` is a
@@ -158,6 +175,7 @@ class LevelResult:
     reserved: tuple[CareRequest, ...] = ()
     assigned: tuple[WardAssignment, ...] = ()
     expired: tuple[CareRequest, ...] = ()
+    waiting_reason: str = "no_bed_available"
 
     @property
     def wards_changed(self) -> tuple[str, ...]:
@@ -179,6 +197,7 @@ class LevelResult:
             ),
             reserved=tuple(r for r in reserved if r is not None),
             expired=tuple(r for r in expired if r is not None),
+            waiting_reason=data.get("reason") or "no_bed_available",
             assigned=tuple(
                 WardAssignment(a["ward"], Assignment.from_data(a))
                 for a in data.get("assigned") or []
@@ -199,6 +218,7 @@ WARD_STRUCTURES: tuple[tuple[str, str], ...] = (
     ("blocked_reason", "hash"),
     ("waiting_request", "hash"),
     ("waiting_eligible", "hash"),
+    ("profile", "hash"),
 )
 assert len(WARD_STRUCTURES) == scripts.WARD_KEY_COUNT, "the scripts' ward_at() must match"
 LEVEL_STRUCTURES: tuple[tuple[str, str], ...] = (
@@ -240,6 +260,7 @@ class RedisBedStore:
         self._counts = redis.register_script(scripts.COUNTS)
         self._restore = redis.register_script(scripts.RESTORE)
         self._cancel_wait = redis.register_script(scripts.CANCEL_WAIT)
+        self._rescore = redis.register_script(scripts.RESCORE)
         self._touched: set[str] = set()
 
     def take_touched(self) -> list[str]:
@@ -327,12 +348,16 @@ class RedisBedStore:
         origin: str = "ward",
         request_id: UUID | None = None,
         eligible: Sequence[str] | None = None,
+        score: float | None = None,
+        profile: str = "{}",
     ) -> ChangeResult:
         """Give the patient the ward's first available bed, or queue them (FIFO, remembering
         `origin` for the bed wait metric, and `request_id`, a bed manager's request, so that it
         can be cancelled); atomic. `eligible` (`domain.allocation_restriction`) restricts the
         patient to those beds (the lowest available one; waiting, to the first of them freed);
-        None: any bed of the ward."""
+        None: any bed of the ward. A waiting patient is queued by `score` (`domain.queue_score`;
+        default the request time: first come first served); `profile` (JSON,
+        `domain.patient_profile`) is kept while they wait for or hold a bed of the ward."""
         args: list[str | int | float] = [
             patient_id,
             self.seen_ttl_seconds,
@@ -341,6 +366,8 @@ class RedisBedStore:
             ward,
             origin,
             str(request_id) if request_id else "",
+            repr(requested_at_epoch if score is None else score),
+            profile,
             "" if eligible is None else "1",
             *(eligible or ()),
         ]
@@ -357,12 +384,14 @@ class RedisBedStore:
         patient_id: str | None = None,
         step: str = "",
         blocked_reason: str = "unspecified",
+        profile: str = "",
     ) -> ChangeResult:
         """Move a bed (or the patient's bed) to `target` if the lifecycle allows it; atomic.
 
         `step` tells apart several changes one event causes in the same ward (a transfer within
         a ward releases one bed and occupies another), each idempotent on its own.
-        `blocked_reason` is the code recorded while the bed is blocked (for target blocked).
+        `blocked_reason` is the code recorded while the bed is blocked (for target blocked);
+        `profile` (JSON) is kept for a patient placed (target occupied).
         """
         allowed = ",".join(sorted(status.value for status in allowed_from(target)))
         args: list[str | int] = [
@@ -374,6 +403,7 @@ class RedisBedStore:
             self.channel,
             ward,
             blocked_reason,
+            profile,
         ]
         raw = await self._transition(keys=self._keys(ward, event_id, step), args=args)
         return self._noted(ChangeResult.from_json(raw))
@@ -384,6 +414,31 @@ class RedisBedStore:
         args: list[str | int] = [str(request_id), self.seen_ttl_seconds, self.channel, ward]
         raw = await self._cancel_wait(keys=self._keys(ward, event_id, "cancel"), args=args)
         return self._noted(ChangeResult.from_json(raw))
+
+    async def rescore(
+        self, ward: str, patient_id: str, profile: str, score: float, event_id: UUID
+    ) -> ChangeResult:
+        """A newer assessment: the patient's profile in this ward becomes `profile` and, if they
+        wait for a bed of the ward, their queue score `score`; atomic. Outcome `rescored`,
+        `updated` or `absent` (the patient neither waits nor lies here: nothing changed)."""
+        args: list[str | int | float] = [
+            patient_id,
+            profile,
+            repr(score),
+            self.seen_ttl_seconds,
+            self.channel,
+            ward,
+        ]
+        raw = await self._rescore(keys=self._keys(ward, event_id, "rescore"), args=args)
+        result = ChangeResult.from_json(raw)
+        if result.outcome in ("rescored", "updated"):
+            self._touched.add(f"ward:{ward}")
+        return result
+
+    async def profile(self, ward: str, patient_id: str) -> dict[str, Any] | None:
+        """What the ward's live state knows of a patient waiting for or in one of its beds."""
+        raw = await self.redis.hget(self._ward_keys(ward)[12], patient_id)
+        return json.loads(raw) if raw else None
 
     async def blocked_reasons(self, ward: str) -> dict[str, str]:
         """Blocked bed -> its recorded reason code."""
@@ -411,7 +466,7 @@ class RedisBedStore:
         gets the lowest free bed of the ward with the most free beds (ties: the first id)."""
         args: list[str | int | float] = [self.seen_ttl_seconds, self.channel, level]
         if request is None:
-            args += ["", "", "", "", "", str(close) if close else "", "", "", ""]
+            args += ["", "", "", "", "", str(close) if close else "", "", "", "", ""]
         else:
             position = request.requested_at_epoch if score is None else score
             args += [
@@ -424,6 +479,7 @@ class RedisBedStore:
                 repr(position),
                 request.band or "",
                 "" if request.aggregate is None else request.aggregate,
+                json.dumps(request.match, sort_keys=True) if request.match else "",
             ]
         args += wards
         self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])

@@ -3,12 +3,21 @@ may be given (`domain.eligible_beds`). Pure."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from schemas.vocabulary import Band, LevelOfCare
 from services.common.hospital import Bay, LayoutError, layout_from_dict, load_layout
-from services.scheduler.domain import allocation_restriction, bay_accepts, eligible_beds
+from services.scheduler.domain import (
+    allocation_restriction,
+    bay_accepts,
+    critical_care_match,
+    eligible_beds,
+    patient_profile,
+    with_assessment,
+)
 
 
 def bayed(**overrides: Any) -> dict[str, Any]:
@@ -200,3 +209,102 @@ def test_allocation_is_restricted_only_with_needs_or_bays() -> None:
     assert allocation_restriction(OPEN, [], "female") is None  # any bed, as before
     assert allocation_restriction(OPEN, ["ventilator"], None) == ("O-02", "O-03")
     assert allocation_restriction(WARD, [], None) == ("W-SR1", "W-SR2")
+
+
+# --- Critical-care matching (`domain.critical_care_match`) ------------------------------------
+
+CRITICAL = layout_from_dict(
+    {
+        "wards": [
+            {"id": "MED", "level_of_care": "general", "site": "north", "beds": 2},
+            {
+                "id": "CARD",
+                "level_of_care": "general",
+                "specialty": "cardiology",
+                "site": "south",
+                "beds": 2,
+            },
+            {
+                "id": "HDU-N",
+                "level_of_care": "hdu",
+                "site": "north",
+                "bays": [
+                    {"id": "F", "sex": "female", "beds": 2},
+                    {"id": "M", "sex": "male", "beds": 2},
+                ],
+                "capabilities": {"HDU-N-02": ["telemetry"], "HDU-N-04": ["telemetry"]},
+            },
+            {"id": "HDU-S", "level_of_care": "hdu", "site": "south", "beds": 2},
+            {
+                "id": "CCU",
+                "level_of_care": "hdu",
+                "specialty": "cardiology",
+                "site": "south",
+                "beds": 1,
+            },
+            {"id": "ICU", "level_of_care": "icu", "beds": 2},
+        ]
+    }
+)
+
+
+def test_a_level_where_every_bed_fits_and_no_site_is_preferred_needs_no_match() -> None:
+    assert critical_care_match(CRITICAL, LevelOfCare.ICU, "MED", None, []) is None
+
+
+def test_bay_sex_policy_and_needs_choose_the_beds_and_the_site_is_preferred() -> None:
+    match = critical_care_match(CRITICAL, LevelOfCare.HDU, "MED", "female", ["telemetry"])
+    assert match == {
+        "beds": {"HDU-N": ["HDU-N-02"]},  # female bay, telemetry; HDU-S has no telemetry
+        "prefer": {"HDU-N": True},
+        "needs": ["telemetry"],
+    }
+
+
+def test_a_patient_of_unknown_sex_gets_no_single_sex_bay() -> None:
+    match = critical_care_match(CRITICAL, LevelOfCare.HDU, "MED", None, [])
+    assert match is not None
+    assert match["beds"] == {"HDU-S": ["HDU-S-01", "HDU-S-02"]}  # HDU-N is all single-sex bays
+
+
+def test_a_specialty_unit_takes_only_its_specialty() -> None:
+    cardiac = critical_care_match(CRITICAL, LevelOfCare.HDU, "CARD", "male", [])
+    medical = critical_care_match(CRITICAL, LevelOfCare.HDU, "MED", "male", [])
+    assert cardiac is not None and medical is not None
+    assert set(cardiac["beds"]) == {"HDU-N", "HDU-S", "CCU"}
+    assert cardiac["prefer"] == {"HDU-S": True, "CCU": True}  # the south site
+    assert set(medical["beds"]) == {"HDU-N", "HDU-S"}  # not the cardiology unit
+
+
+def test_when_no_unit_takes_the_specialty_every_unit_does() -> None:
+    only_cardiac = layout_from_dict(
+        {
+            "wards": [
+                {"id": "MED", "level_of_care": "general", "beds": 1},
+                {"id": "CCU", "level_of_care": "hdu", "specialty": "cardiology", "beds": 1},
+            ]
+        }
+    )
+    assert critical_care_match(only_cardiac, LevelOfCare.HDU, "MED", None, []) is None
+
+
+def test_the_profile_leaves_out_what_is_not_known() -> None:
+    assert json.loads(
+        patient_profile(sex=None, needs=[], band=None, aggregate=None, since=12.5)
+    ) == {"since": 12.5}
+    full = patient_profile(
+        sex="male", needs=["telemetry", "isolation"], band=Band.HIGH, aggregate=0, since=1.0
+    )
+    assert json.loads(full) == {
+        "sex": "male",
+        "needs": ["isolation", "telemetry"],
+        "band": "high",
+        "aggregate": 0,  # zero is a value, not missing
+        "since": 1.0,
+    }
+    assert with_assessment(json.loads(full), Band.MEDIUM, None) == {
+        "sex": "male",
+        "needs": ["isolation", "telemetry"],
+        "band": "medium",
+        "since": 1.0,
+    }

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.beds import BedReserved
-from schemas.vocabulary import Band, LevelOfCare
+from schemas.vocabulary import CAPABILITIES, Band, LevelOfCare
 from services.cli import app
 from services.common.hospital import layout_from_dict
 from services.scheduler.domain import (
@@ -121,7 +121,9 @@ def _policy(**changes: Any) -> dict[str, Any]:
 def test_the_shipped_policy_is_the_reviewed_one() -> None:
     assert DEFAULT_POLICY.tariff.currency == "GBP"
     assert DEFAULT_POLICY.tariff.per_day.amount(LevelOfCare.ICU) == Decimal("2000.00")
-    assert DEFAULT_POLICY.tariff.equipment == {}
+    # Every capability a bed can offer (and a patient need) is priced.
+    assert set(DEFAULT_POLICY.tariff.equipment) == set(CAPABILITIES)
+    assert DEFAULT_POLICY.tariff.equipment["ventilator"].per_day == Decimal("350.00")
     assert policy_from_dict(_policy()) == DEFAULT_POLICY
 
 
@@ -157,7 +159,7 @@ def test_a_bad_policy_is_refused_naming_the_entry(changes: dict[str, Any], entry
 def test_a_policy_file_is_read_exactly(tmp_path: Path) -> None:
     text = (Path(__file__).parents[2] / "services/scheduler/policy.toml").read_text()
     text = text.replace("icu = 2000.00", "icu = 1999.99")
-    text += '\n[tariff.equipment.ventilator]\nper_day = 0.10\ndescription = "ventilation"\n'
+    text = text.replace("per_day = 350.00", "per_day = 0.10")
     path = tmp_path / "mine.toml"
     path.write_text(text)
     policy = load_policy(str(path))
@@ -233,8 +235,12 @@ def test_cost_estimate_with_equipment_add_ons_is_exact() -> None:
     estimate = cost_estimate(tariff, LevelOfCare.ICU, ["ventilator", "pump"])
     assert estimate.per_day == Decimal("2000.30")  # no 0.30000000000000004
     assert "plus ventilator at 0.10 GBP per day, plus pump at 0.20 GBP per day" in estimate.basis
-    with pytest.raises(KeyError):
-        cost_estimate(tariff, LevelOfCare.ICU, ["dialysis"])
+    # A need the tariff does not price is named, and adds nothing.
+    unpriced = cost_estimate(tariff, LevelOfCare.ICU, ["ventilator", "dialysis"])
+    assert unpriced.per_day == Decimal("2000.10")
+    assert unpriced.basis.startswith(
+        "one icu bed-day at 2000.00 GBP, plus ventilator at 0.10 GBP per day, dialysis not priced"
+    )
 
 
 def test_the_estimate_is_a_decimal_string_on_the_wire() -> None:
