@@ -129,9 +129,11 @@ async def patient_ward(
     redis: RedisClient, keys: BedKeys, layout: HospitalLayout, patient_id: str
 ) -> str | None:
     """The ward where the live state has the patient in a bed (the first in layout order)."""
-    reads = [_read("hexists", keys.ward(w.id, "patient_bed"), patient_id) for w in layout.wards]
-    found, _ = await _read_by_tag(redis, reads)
-    return next((ward.id for ward, has in zip(layout.wards, found, strict=True) if has), None)
+    # HGET, not HEXISTS: redis-py 8.1's cluster transaction passes `keys=` to HEXISTS's reply
+    # callback (`bool`), which fails; HGET has no callback.
+    reads = [_read("hget", keys.ward(w.id, "patient_bed"), patient_id) for w in layout.wards]
+    beds, _ = await _read_by_tag(redis, reads)
+    return next((w.id for w, bed in zip(layout.wards, beds, strict=True) if bed is not None), None)
 
 
 async def open_requests(

@@ -371,6 +371,17 @@ async def test_no_bed_reserved_twice_across_concurrent_replicas(
     assert set(statuses["I1"].values()) == set(statuses["I2"].values()) == {RESERVED}
 
 
+async def test_a_store_that_does_not_know_the_wards_level_refuses_a_level_script(
+    redis: Redis, unique: str
+) -> None:
+    """Its keys for I1 would have I1's own tag: state split from the replicas that know the
+    layout (and CROSSSLOT on a cluster). It says so instead of writing anything."""
+    blind = RedisBedStore(redis, f"t{unique}")
+    with pytest.raises(ValueError, match="not icu wards of the store's layout"):
+        await ask(blind, request("P1"))
+    assert [key async for key in redis.scan_iter(f"t{unique}:*")] == []
+
+
 async def test_concurrent_requests_and_withdrawals_keep_queue_and_beds_consistent(
     store: RedisBedStore,
 ) -> None:
