@@ -98,8 +98,8 @@ class BedRequested(Event):
     reserved or queued by acuity, as a critical-care request; `from_ward` is then the patient's
     current ward). `band` is the patient's NEWS2 band, the acuity of a critical-care request.
     `needs` and `sex` restrict the bed as for PatientAdmitted (for a level, what the patient's
-    current ward knows of them fills what the request omits). `requested_by` is the name of the API key's source, never a
-    person."""
+    current ward knows of them fills what the request omits). `requested_by` is the name of the
+    API key's source, never a person."""
 
     kind: Literal["BedRequested"] = "BedRequested"
     patient_id: Identifier

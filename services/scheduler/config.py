@@ -13,6 +13,11 @@ class SchedulerSettings(ServiceSettings):
         validation_alias=AliasChoices("REDIS_URL", "WARDFLOW_REDIS_URL"),
     )
     redis_key_prefix: str = Field(default="wardflow", pattern=r"^[A-Za-z0-9_-]+$")
+    redis_cluster: bool = Field(
+        default=False,
+        description="REDIS_URL names a node of a Redis Cluster (the client discovers the others);"
+        " false: a single Redis.",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8081, ge=0, le=65535)
     hospital_layout: str = Field(

@@ -23,9 +23,10 @@ Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level
 icu). KEYS: 1 queue zset (request id, by the score the scheduler passes: request time minus the
 request's acuity credit, `domain.queue_score`), 2 requests hash (request id -> JSON),
 3 patient_request hash (patient -> request id), 4 seen key, then the 13 ward keys above (not the
-seen key) for each ward of that level, in the order of the ward ids in ARGV. They span several
-hash tags (the level's and each ward's): they need a single Redis, not a Cluster
-(docs/architecture.md §11).
+seen key) for each ward of that level, in the order of the ward ids in ARGV (`EXPIRE` too). An
+HDU/ICU ward's keys carry its level's hash tag (`keys.py`), so a level script's keys are all in
+one slot, like a ward script's: every script runs unchanged on Redis Cluster
+(docs/architecture.md §11). The scripts build no key names: they use only KEYS.
 
 A request record (JSON) is {request, patient, level, requested_at (epoch seconds, a string: the
 real request time, for wait times), band and aggregate (NEWS2, absent on records from before

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -15,6 +14,7 @@ from services.common.auth import KeyEntry, KeyRing, api_clients, plain_keys, rea
 from services.common.hospital import load_layout
 from services.common.http import http_server
 from services.common.kafka import make_producer
+from services.common.redis_client import make_redis
 from services.common.runtime import until_stopped
 from services.common.stage import StageRunner
 from services.scheduler.api import create_api
@@ -39,11 +39,13 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     keys = load_clients(settings)  # configuration errors stop the process here
     if not keys.holders:
         log.warning("no readers or writers configured: every /v1 request will be refused with 401")
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
     producer = make_producer(settings, linger_ms=0)  # the API's writes; the stage has its own
     try:
         await producer.start()
-        store = RedisBedStore(redis, settings.redis_key_prefix, settings.seen_event_ttl_seconds)
+        store = RedisBedStore(
+            redis, settings.redis_key_prefix, settings.seen_event_ttl_seconds, layout=layout
+        )
         # Kafka first: scopes Redis lost (a wipe, a new Redis) come back from beds.state before
         # the layout's missing beds are created and the first snapshots are published.
         restored = await rebuild(settings, store, missing_only=True)

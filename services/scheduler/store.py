@@ -1,8 +1,8 @@
 """Live bed state in Redis: the scheduler is its only writer; Kafka remains the source of truth.
 
-Keys carry a hash tag per ward (`wardflow:{ward:W}:...`), so every ward script touches one slot and
-runs unchanged on Redis Cluster. The critical-care queue of a level of care has its own tag
-(`wardflow:{level:L}:...`); its scripts also touch every ward of that level (a single Redis).
+Every script's keys share one hash tag, so it runs unchanged on Redis Cluster: a general ward's
+keys carry `{ward:W}`, the critical-care queue of a level and every HDU/ICU ward of that level
+carry `{level:L}` (the names: `keys.py`). The store takes each ward's level from the layout.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
-
 from schemas.vocabulary import BedStatus
 from services.common.hospital import HospitalLayout
+from services.common.redis_client import RedisClient
 from services.scheduler import scripts
 from services.scheduler.domain import allowed_from
+from services.scheduler.keys import BedKeys
 
 
 @dataclass(frozen=True)
@@ -243,11 +243,22 @@ class RedisBedStore:
 
     Every call records the scopes it may have changed (`ward:<W>`, `level:<L>`); the scheduler
     takes them with `take_touched()` and publishes a snapshot of each to beds.state.
+
+    Key names depend on each ward's level of care (`keys.py`): give the hospital `layout` here,
+    or call `ensure_layout` before any other call.
     """
 
-    def __init__(self, redis: Redis, prefix: str = "wardflow", seen_ttl_seconds: int = 604_800):
+    def __init__(
+        self,
+        redis: RedisClient,
+        prefix: str = "wardflow",
+        seen_ttl_seconds: int = 604_800,
+        *,
+        layout: HospitalLayout | None = None,
+    ):
         self.redis = redis
         self.prefix = prefix
+        self.keys = BedKeys.of(prefix, layout)
         self.seen_ttl_seconds = seen_ttl_seconds
         self.channel = f"{prefix}:beds:changes"
         self._allocate = redis.register_script(scripts.ALLOCATE)
@@ -275,10 +286,8 @@ class RedisBedStore:
 
     def _structures(self, scope: str) -> tuple[tuple[str, str, str], ...]:
         """(name, type, key) of every structure of a scope (`ward:<W>` or `level:<L>`)."""
-        kind, _, name = scope.partition(":")
-        structures = WARD_STRUCTURES if kind == "ward" else LEVEL_STRUCTURES
-        base = f"{self.prefix}:{{{kind}:{name}}}"
-        return tuple((part, shape, f"{base}:{part}") for part, shape in structures)
+        structures = WARD_STRUCTURES if scope.startswith("ward:") else LEVEL_STRUCTURES
+        return tuple((part, shape, self.keys.scope(scope, part)) for part, shape in structures)
 
     async def snapshot(self, scope: str) -> Snapshot:
         """The scope's structures read in one atomic script, stamped with Redis's clock."""
@@ -316,26 +325,31 @@ class RedisBedStore:
         return sorted([f"ward:{w.id}" for w in layout.wards] + [f"level:{lv}" for lv in levels])
 
     def _ward_keys(self, ward: str) -> list[str]:
-        base = f"{self.prefix}:{{ward:{ward}}}"
-        return [f"{base}:{name}" for name, _ in WARD_STRUCTURES]
+        return [self.keys.ward(ward, name) for name, _ in WARD_STRUCTURES]
 
     def _keys(self, ward: str, event_id: UUID | None = None, step: str = "") -> list[str]:
         """The ward's keys; the last is the seen key of one step of one cause event."""
-        base = f"{self.prefix}:{{ward:{ward}}}"
-        seen = f"{base}:seen:{event_id}:{step}" if event_id else f"{base}:seen:-"
-        return [*self._ward_keys(ward), seen]
+        return [*self._ward_keys(ward), self.keys.ward_seen(ward, event_id, step)]
 
     def _level_keys(self, level: str, wards: Sequence[str], event_id: UUID, step: str) -> list[str]:
-        """The level's queue keys, the seen key, then every ward's keys (in `wards` order)."""
-        base = f"{self.prefix}:{{level:{level}}}"
-        keys = [f"{base}:queue", f"{base}:requests", f"{base}:patient_request"]
-        keys.append(f"{base}:seen:{event_id}:{step}")
+        """The level's queue keys, the seen key, then every ward's keys (in `wards` order); all
+        with the level's hash tag, so every ward must be of that level in the store's layout."""
+        strays = [ward for ward in wards if self.keys.level_of(ward) != level]
+        if strays:
+            raise ValueError(
+                f"wards {strays} are not {level} wards of the store's layout: give RedisBedStore "
+                "the hospital layout (or call ensure_layout) before a critical-care script"
+            )
+        keys = [self.keys.level(level, name) for name, _ in LEVEL_STRUCTURES]
+        keys.append(self.keys.level_seen(level, event_id, step))
         for ward in wards:
             keys.extend(self._ward_keys(ward))
         return keys
 
     async def ensure_layout(self, layout: HospitalLayout) -> None:
-        """Create beds that do not exist yet as available; existing beds keep their state."""
+        """Create beds that do not exist yet as available; existing beds keep their state. The
+        store's key names follow this layout from now on (each ward's level of care)."""
+        self.keys = BedKeys.of(self.prefix, layout)
         for ward in layout.wards:
             await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
 
@@ -437,7 +451,7 @@ class RedisBedStore:
 
     async def profile(self, ward: str, patient_id: str) -> dict[str, Any] | None:
         """What the ward's live state knows of a patient waiting for or in one of its beds."""
-        raw = await self.redis.hget(self._ward_keys(ward)[12], patient_id)
+        raw = await self.redis.hget(self.keys.ward(ward, "profile"), patient_id)
         return json.loads(raw) if raw else None
 
     async def blocked_reasons(self, ward: str) -> dict[str, str]:
@@ -512,7 +526,7 @@ class RedisBedStore:
         return result
 
     async def critical_care_waiting(self, level: str) -> int:
-        return int(await self.redis.zcard(f"{self.prefix}:{{level:{level}}}:queue"))
+        return int(await self.redis.zcard(self.keys.level(level, "queue")))
 
     async def statuses(self, ward: str) -> dict[str, BedStatus]:
         raw = await self.redis.hgetall(self._keys(ward)[0])

@@ -1,33 +1,63 @@
 """What the HTTP API shows: reads of the live bed state in Redis, each stamped with Redis's clock.
 
-Each view reads its keys and `TIME` in one MULTI/EXEC, so `as_of` is the instant the data was true
-(like the level scripts, this needs a single Redis, not a Cluster). Key names follow the layout in
-`scripts.py` (docs/architecture.md §11); the store writes them, these functions only read.
+A view reads its keys in one MULTI/EXEC per hash tag (`keys.py`: a general ward, or a level of
+care with its HDU/ICU wards), each with Redis's `TIME`, so it runs unchanged on Redis Cluster: a
+group's data was true at its instant. `as_of` is the earliest of those instants: every part of the
+answer was true at `as_of` or later. The store writes these keys; these functions only read.
 Patient ids in the answers are pseudonyms (§13); nothing here logs them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from operator import methodcaller
 from typing import Any
-
-from redis.asyncio import Redis
 
 from schemas.vocabulary import BedStatus
 from services.common.hospital import HospitalLayout, Ward
+from services.common.redis_client import RedisClient
 from services.scheduler.domain import CRITICAL_CARE_LEVELS, count_by_status
+from services.scheduler.keys import BedKeys, hash_tag
 
 SOURCE = "redis-live-state"
 """The `source` of every answer: Redis's live bed state, not a Kafka replay."""
 
+Read = tuple[str, Callable[[Any], Any]]
+"""A key, and the call that queues its read on a pipeline."""
 
-def ward_key(prefix: str, ward: str, part: str) -> str:
-    return f"{prefix}:{{ward:{ward}}}:{part}"
+# TIME through a script on one of the group's keys: a cluster pipeline routes a transaction by
+# its keys' slot and refuses a keyless command such as TIME.
+_TIME = "return redis.call('TIME')"
 
 
-def level_key(prefix: str, level: str, part: str) -> str:
-    return f"{prefix}:{{level:{level}}}:{part}"
+def _read(command: str, key: str, *args: Any, **options: Any) -> Read:
+    return key, methodcaller(command, key, *args, **options)
+
+
+async def _read_by_tag(redis: RedisClient, reads: Sequence[Read]) -> tuple[list[Any], float]:
+    """Run the reads in one MULTI/EXEC per hash tag, the transactions concurrently, each with
+    Redis's TIME. Returns the replies in the order of `reads` and the earliest instant."""
+    groups: dict[str, list[int]] = {}
+    for index, (key, _) in enumerate(reads):
+        groups.setdefault(hash_tag(key), []).append(index)
+
+    async def transaction(indexes: list[int]) -> tuple[list[Any], float]:
+        async with redis.pipeline(transaction=True) as pipe:
+            for index in indexes:
+                reads[index][1](pipe)
+            pipe.eval(_TIME, 1, reads[indexes[0]][0])
+            replies = await pipe.execute()
+        return replies[:-1], _instant(replies[-1])
+
+    answers = await asyncio.gather(*(transaction(indexes) for indexes in groups.values()))
+    replies: list[Any] = [None] * len(reads)
+    for indexes, (group_replies, _) in zip(groups.values(), answers, strict=True):
+        for index, reply in zip(indexes, group_replies, strict=True):
+            replies[index] = reply
+    return replies, min(instant for _, instant in answers)
 
 
 def _instant(time_reply: Any) -> float:
@@ -43,15 +73,13 @@ def _stamp(now: float) -> dict[str, str]:
     return {"as_of": iso(now), "source": SOURCE}
 
 
-async def wards(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, Any]:
+async def wards(redis: RedisClient, keys: BedKeys, layout: HospitalLayout) -> dict[str, Any]:
     """Beds by status and patients waiting, per ward of the layout."""
-    async with redis.pipeline(transaction=True) as pipe:
-        for ward in layout.wards:
-            pipe.hvals(ward_key(prefix, ward.id, "status"))
-            pipe.zcard(ward_key(prefix, ward.id, "waiting"))
-        pipe.time()
-        replies = await pipe.execute()
-    now = _instant(replies[-1])
+    reads: list[Read] = []
+    for ward in layout.wards:
+        reads.append(_read("hvals", keys.ward(ward.id, "status")))
+        reads.append(_read("zcard", keys.ward(ward.id, "waiting")))
+    replies, now = await _read_by_tag(redis, reads)
     result = []
     for index, ward in enumerate(layout.wards):
         statuses = [BedStatus(value) for value in replies[2 * index]]
@@ -70,15 +98,15 @@ async def wards(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, 
     return {**_stamp(now), "layout": layout.version, "wards": result}
 
 
-async def ward_beds(redis: Redis, prefix: str, ward: Ward) -> dict[str, Any]:
+async def ward_beds(redis: RedisClient, keys: BedKeys, ward: Ward) -> dict[str, Any]:
     """Every bed of one ward, in layout order, with its status, for a blocked bed the recorded
     reason code (null otherwise), its bay and the bay's sex policy (null in a ward without bays)
-    and its capabilities (from the layout)."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hgetall(ward_key(prefix, ward.id, "status"))
-        pipe.hgetall(ward_key(prefix, ward.id, "blocked_reason"))
-        pipe.time()
-        statuses, reasons, time_reply = await pipe.execute()
+    and its capabilities (from the layout). One tag: one transaction."""
+    reads = [
+        _read("hgetall", keys.ward(ward.id, "status")),
+        _read("hgetall", keys.ward(ward.id, "blocked_reason")),
+    ]
+    (statuses, reasons), now = await _read_by_tag(redis, reads)
     beds = []
     for bed in ward.beds:
         if bed not in statuses:
@@ -94,39 +122,50 @@ async def ward_beds(redis: Redis, prefix: str, ward: Ward) -> dict[str, Any]:
                 "capabilities": list(ward.capabilities_of(bed)),
             }
         )
-    return {**_stamp(_instant(time_reply)), "ward": ward.id, "beds": beds}
+    return {**_stamp(now), "ward": ward.id, "beds": beds}
 
 
 async def patient_ward(
-    redis: Redis, prefix: str, layout: HospitalLayout, patient_id: str
+    redis: RedisClient, keys: BedKeys, layout: HospitalLayout, patient_id: str
 ) -> str | None:
     """The ward where the live state has the patient in a bed (the first in layout order)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for ward in layout.wards:
-            pipe.hexists(ward_key(prefix, ward.id, "patient_bed"), patient_id)
-        found = await pipe.execute()
-    return next((ward.id for ward, has in zip(layout.wards, found, strict=True) if has), None)
+    # HGET, not HEXISTS: redis-py 8.1's cluster transaction passes `keys=` to HEXISTS's reply
+    # callback (`bool`), which fails; HGET has no callback.
+    reads = [_read("hget", keys.ward(w.id, "patient_bed"), patient_id) for w in layout.wards]
+    beds, _ = await _read_by_tag(redis, reads)
+    return next((w.id for w, bed in zip(layout.wards, beds, strict=True) if bed is not None), None)
 
 
-async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> dict[str, Any]:
+async def open_requests(
+    redis: RedisClient, keys: BedKeys, layout: HospitalLayout
+) -> dict[str, Any]:
     """Every open bed request, oldest first: patients waiting for a ward (`ward_admission`) and
-    critical-care requests per level (`critical_care`: queued, or holding a reserved bed)."""
+    critical-care requests per level (`critical_care`: queued, or holding a reserved bed).
+    `waiting_seconds` is measured to `as_of`, the earliest instant of the reads, from the real
+    request time (a ward wait's queue score also holds its acuity credit). `band` is the NEWS2
+    band the request is prioritised by (None: no assessment known) and `wait_origin` the
+    `origin` label its wait will have in `wardflow_bed_wait_seconds`, so fairness can be read
+    per band and origin. `position` is the place in its queue (1: served first)."""
     levels = [level.value for level in CRITICAL_CARE_LEVELS]
-    async with redis.pipeline(transaction=True) as pipe:
-        for ward in layout.wards:
-            pipe.zrange(ward_key(prefix, ward.id, "waiting"), 0, -1, withscores=True)
-            pipe.hgetall(ward_key(prefix, ward.id, "waiting_request"))
-        for level in levels:
-            pipe.zrange(level_key(prefix, level, "queue"), 0, -1)
-            pipe.hgetall(level_key(prefix, level, "requests"))
-        pipe.time()
-        replies = await pipe.execute()
-    now = _instant(replies[-1])
+    reads: list[Read] = []
+    for ward in layout.wards:
+        reads.append(_read("zrange", keys.ward(ward.id, "waiting"), 0, -1, withscores=True))
+        reads.append(_read("hgetall", keys.ward(ward.id, "waiting_request")))
+        reads.append(_read("hgetall", keys.ward(ward.id, "waiting_origin")))
+        reads.append(_read("hgetall", keys.ward(ward.id, "profile")))
+    for level in levels:
+        reads.append(_read("zrange", keys.level(level, "queue"), 0, -1))
+        reads.append(_read("hgetall", keys.level(level, "requests")))
+    replies, now = await _read_by_tag(redis, reads)
     requests: list[dict[str, Any]] = []
-    ward_replies = replies[: 2 * len(layout.wards)]
+    per_ward = 4
+    ward_replies = replies[: per_ward * len(layout.wards)]
     for index, ward in enumerate(layout.wards):
-        waiting, request_ids = ward_replies[2 * index], ward_replies[2 * index + 1]
-        for position, (patient, requested_at) in enumerate(waiting, start=1):
+        waiting, request_ids, origins, profiles = ward_replies[
+            per_ward * index : per_ward * (index + 1)
+        ]
+        for position, (patient, score) in enumerate(waiting, start=1):
+            profile = json.loads(profiles[patient]) if patient in profiles else {}
             requests.append(
                 _request(
                     now,
@@ -134,7 +173,9 @@ async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> di
                     request_id=request_ids.get(patient),  # a bed manager's request, else None
                     patient_id=patient,
                     level_of_care=ward.level_of_care.value,
-                    requested_at=float(requested_at),
+                    requested_at=float(profile.get("since", score)),
+                    band=profile.get("band"),
+                    wait_origin=origins.get(patient),
                     from_ward=None,
                     state="waiting",
                     ward=ward.id,
@@ -142,7 +183,7 @@ async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> di
                     position=position,
                 )
             )
-    level_replies = replies[2 * len(layout.wards) : -1]
+    level_replies = replies[per_ward * len(layout.wards) :]
     for index, level in enumerate(levels):
         queue, records = level_replies[2 * index], level_replies[2 * index + 1]
         positions = {request_id: i for i, request_id in enumerate(queue, start=1)}
@@ -156,6 +197,8 @@ async def open_requests(redis: Redis, prefix: str, layout: HospitalLayout) -> di
                     patient_id=record["patient"],
                     level_of_care=record.get("level") or level,
                     requested_at=float(record["requested_at"]),
+                    band=record.get("band"),
+                    wait_origin="critical_care",
                     from_ward=record.get("from_ward") or None,
                     state=record["state"],
                     ward=record.get("ward") or None,

@@ -91,7 +91,7 @@ def waiting(outputs: Any) -> list[tuple[str, str]]:
 
 async def free_bed_of(scheduler: Scheduler, clock: Clock, patient: str, ward: str) -> Any:
     """Discharge the patient, then housekeeping cleans their bed and reports it available."""
-    key = f"{scheduler.store.prefix}:{{ward:{ward}}}:patient_bed"
+    key = scheduler.store.keys.ward(ward, "patient_bed")
     bed = (await scheduler.store.redis.hgetall(key))[patient]
     await scheduler(
         EVENTS_CLEAN, PatientDischarged(**clock.envelope(), patient_id=patient, ward=ward)
@@ -109,7 +109,7 @@ async def free_bed_of(scheduler: Scheduler, clock: Clock, patient: str, ward: st
 
 
 async def eligible_hash(store: RedisBedStore, ward: str) -> dict[str, str]:
-    return await store.redis.hgetall(f"{store.prefix}:{{ward:{ward}}}:waiting_eligible")
+    return await store.redis.hgetall(store.keys.ward(ward, "waiting_eligible"))
 
 
 async def test_a_ventilator_patient_gets_the_ventilator_bed_though_a_lower_bed_is_free(

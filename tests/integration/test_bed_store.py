@@ -297,8 +297,12 @@ async def test_no_double_allocation_across_concurrent_replicas(
     redis: Redis, other_redis: Redis, unique: str
 ) -> None:
     beds, patients = 50, 200
-    replicas = [RedisBedStore(redis, f"t{unique}"), RedisBedStore(other_redis, f"t{unique}")]
-    await replicas[0].ensure_layout(one_ward(beds))
+    layout = one_ward(beds)
+    replicas = [
+        RedisBedStore(redis, f"t{unique}", layout=layout),
+        RedisBedStore(other_redis, f"t{unique}", layout=layout),
+    ]
+    await replicas[0].ensure_layout(layout)
 
     results = await asyncio.gather(
         *(replicas[n % 2].allocate("W1", f"P{n:03d}", uuid4(), float(n)) for n in range(patients))
@@ -314,7 +318,7 @@ async def test_no_double_allocation_across_concurrent_replicas(
     assert set(given) == set(statuses)
     assert set(statuses.values()) == {OCCUPIED}
     assert await replicas[1].waiting_count("W1") == patients - beds
-    occupants = await redis.hgetall(f"t{unique}:{{ward:W1}}:occupant")
+    occupants = await redis.hgetall(replicas[0].keys.ward("W1", "occupant"))
     assert len(occupants) == beds
     assert len(set(occupants.values())) == beds, "a patient holds two beds"
 

@@ -351,7 +351,10 @@ async def test_no_bed_reserved_twice_across_concurrent_replicas(
 ) -> None:
     other = Redis.from_url(redis_server.url, decode_responses=True)
     try:
-        replicas = [RedisBedStore(redis, f"t{unique}"), RedisBedStore(other, f"t{unique}")]
+        replicas = [
+            RedisBedStore(redis, f"t{unique}", layout=LAYOUT),
+            RedisBedStore(other, f"t{unique}", layout=LAYOUT),
+        ]
         await replicas[0].ensure_layout(LAYOUT)
         requests = [request(f"P{n:03d}", at=float(n)) for n in range(60)]
         results = await asyncio.gather(
@@ -368,6 +371,17 @@ async def test_no_bed_reserved_twice_across_concurrent_replicas(
     assert set(statuses["I1"].values()) == set(statuses["I2"].values()) == {RESERVED}
 
 
+async def test_a_store_that_does_not_know_the_wards_level_refuses_a_level_script(
+    redis: Redis, unique: str
+) -> None:
+    """Its keys for I1 would have I1's own tag: state split from the replicas that know the
+    layout (and CROSSSLOT on a cluster). It says so instead of writing anything."""
+    blind = RedisBedStore(redis, f"t{unique}")
+    with pytest.raises(ValueError, match="not icu wards of the store's layout"):
+        await ask(blind, request("P1"))
+    assert [key async for key in redis.scan_iter(f"t{unique}:*")] == []
+
+
 async def test_concurrent_requests_and_withdrawals_keep_queue_and_beds_consistent(
     store: RedisBedStore,
 ) -> None:
@@ -376,6 +390,6 @@ async def test_concurrent_requests_and_withdrawals_keep_queue_and_beds_consisten
     await asyncio.gather(*(withdraw(store, req.request_id, "hdu") for req in requests[:9]))
     assert await store.critical_care_waiting("hdu") == 0
     assert await store.statuses("H1") == {"H1-01": RESERVED}
-    key = f"{store.prefix}:{{ward:H1}}:reservation"
+    key = store.keys.ward("H1", "reservation")
     (holder,) = [json.loads(raw)["patient"] for raw in (await store.redis.hgetall(key)).values()]
     assert holder == "P9"

@@ -225,8 +225,13 @@ async def test_requests_list_ward_waits_and_critical_care_oldest_first(
     now = await redis_now(redis)
     for patient in ("p1", "p2"):  # W1 is full
         await store.allocate("W1", patient, uuid4(), now - 500)
-    assert (await store.allocate("W1", "p3", uuid4(), now - 120)).outcome == "waiting"
-    reserved = CareRequest(uuid4(), "p4", "icu", now - 300, "W1", "waiting")
+    # p3's queue score carries an acuity credit of an hour: its wait still runs from `since`.
+    profile = json.dumps({"since": now - 120, "band": "medium"})
+    waits = await store.allocate(
+        "W1", "p3", uuid4(), now - 120, origin="emergency", score=now - 3720, profile=profile
+    )
+    assert waits.outcome == "waiting"
+    reserved = CareRequest(uuid4(), "p4", "icu", now - 300, "W1", "waiting", band="high")
     queued = CareRequest(uuid4(), "p5", "icu", now - 60, "W1", "waiting")
     for req in (reserved, queued):
         await store.reserve("icu", ("I1",), req.request_id, step="request", request=req)
@@ -240,6 +245,8 @@ async def test_requests_list_ward_waits_and_critical_care_oldest_first(
         "request_id": str(reserved.request_id),
         "patient_id": "p4",
         "level_of_care": "icu",
+        "band": "high",
+        "wait_origin": "critical_care",
         "from_ward": "W1",
         "state": "reserved",
         "ward": "I1",
@@ -249,6 +256,8 @@ async def test_requests_list_ward_waits_and_critical_care_oldest_first(
         "requested_at": None,
     }
     assert ward_wait["origin"] == "ward_admission" and ward_wait["ward"] == "W1"
+    assert (ward_wait["band"], ward_wait["wait_origin"]) == ("medium", "emergency")
+    assert icu_queued["band"] is None  # no assessment known
     assert (ward_wait["state"], ward_wait["position"], ward_wait["request_id"]) == (
         "waiting",
         1,

@@ -147,11 +147,12 @@ async def test_the_record_keeps_the_real_request_time_band_and_aggregate(
     high = requested("HIGH", Band.HIGH, 7, NOW - timedelta(hours=1))
     await call(scheduler, high)
     store = scheduler.store
-    base = f"{store.prefix}:{{level:icu}}"
-    record = json.loads(await store.redis.hget(f"{base}:requests", str(high.event_id)))
+    record = json.loads(
+        await store.redis.hget(store.keys.level("icu", "requests"), str(high.event_id))
+    )
     assert float(record["requested_at"]) == high.recorded_at.timestamp()
     assert (record["band"], record["aggregate"]) == ("high", 7)
-    score = await store.redis.zscore(f"{base}:queue", str(high.event_id))
+    score = await store.redis.zscore(store.keys.level("icu", "queue"), str(high.event_id))
     assert score == high.recorded_at.timestamp() - 275 * 60
     (reserved,) = of(BedReserved, await free_icu(scheduler))
     assert reserved.wait_seconds >= 3600, "the wait runs from the real request time"
@@ -186,8 +187,8 @@ async def test_a_newer_request_takes_over_with_the_newest_acuity_and_the_first_t
     # P1 deteriorates: a new request, high band, NEWS2 9, keeps P1's place in time.
     newer = requested("P1", Band.HIGH, 9, NOW - timedelta(minutes=1))
     await call(scheduler, newer)
-    base = f"{scheduler.store.prefix}:{{level:icu}}"
-    score = await scheduler.store.redis.zscore(f"{base}:queue", str(newer.event_id))
+    queue = scheduler.store.keys.level("icu", "queue")
+    score = await scheduler.store.redis.zscore(queue, str(newer.event_id))
     assert score == pytest.approx(first.recorded_at.timestamp() - (240 + 9 * 5) * 60, abs=1e-3)
     (reserved,) = of(BedReserved, await free_icu(scheduler))
     assert (reserved.patient_id, reserved.request_id) == ("P1", newer.event_id)
@@ -291,7 +292,7 @@ async def test_bed_waits_are_measured_by_band_and_origin(scheduler: Scheduler) -
         await call(scheduler, PatientAdmitted(patient_id=patient, ward=from_ward, **envelope()))
         move = PatientTransferred(patient_id=patient, from_ward=from_ward, ward="W1", **envelope())
         assert of(BedRequestWaiting, await call(scheduler, move))
-    origins = f"{scheduler.store.prefix}:{{ward:W1}}:waiting_origin"
+    origins = scheduler.store.keys.ward("W1", "waiting_origin")
     assert await scheduler.store.redis.hgetall(origins) == {"E": "emergency", "T": "transfer"}
     # Each freed bed goes to the oldest waiting patient, measured with their origin.
     for leaving in ("A", "E"):
@@ -306,7 +307,7 @@ async def test_bed_waits_are_measured_by_band_and_origin(scheduler: Scheduler) -
 async def test_a_waiting_patient_discharged_leaves_no_origin_behind(scheduler: Scheduler) -> None:
     await call(scheduler, PatientAdmitted(patient_id="A", ward="W1", **envelope()))
     await call(scheduler, PatientAdmitted(patient_id="B", ward="W1", **envelope()))
-    origins = f"{scheduler.store.prefix}:{{ward:W1}}:waiting_origin"
+    origins = scheduler.store.keys.ward("W1", "waiting_origin")
     assert await scheduler.store.redis.hgetall(origins) == {"B": "ward"}
     await call(scheduler, PatientDischarged(patient_id="B", ward="W1", **envelope()))
     assert await scheduler.store.redis.hgetall(origins) == {}

@@ -6,6 +6,7 @@ patient holds two beds, and every request ends placed or waiting. Real embedded 
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from schemas.beds import BedAssigned, BedReserved
 from schemas.topics import BEDS_EVENTS, EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS
 from schemas.vocabulary import BedStatus
 from services.common.embedded import free_port
+from services.common.hospital import layout_from_dict
 from services.scheduler.config import SchedulerSettings
+from services.scheduler.keys import BedKeys
 from tests.integration.test_scheduler_stage import admitted, bed_requested, discharged
 from tests.support import ServiceProcess, collect, eventually, publish
 
@@ -92,12 +95,12 @@ async def test_two_replicas_never_double_book_under_a_storm(
             producer, settings, EVENTS_CLEAN, *(discharged(e.patient_id, e.ward) for e in leaving)
         )
         redis = Redis.from_url(redis_server.url, decode_responses=True)
+        keys = BedKeys.of(settings.redis_key_prefix, layout_from_dict(tomllib.loads(LAYOUT)))
         try:
 
             async def all_dirty() -> bool:
                 statuses = {
-                    ward: await redis.hgetall(f"t{unique}:{{ward:{ward}}}:status")
-                    for ward in ("W1", "W2")
+                    ward: await redis.hgetall(keys.ward(ward, "status")) for ward in ("W1", "W2")
                 }
                 return sum(s == "dirty" for w in statuses.values() for s in w.values()) == len(
                     leaving
@@ -105,12 +108,11 @@ async def test_two_replicas_never_double_book_under_a_storm(
 
             await eventually(all_dirty, timeout_seconds=30)
             occupants = {
-                ward: await redis.hgetall(f"t{unique}:{{ward:{ward}}}:occupant")
+                ward: await redis.hgetall(keys.ward(ward, "occupant"))
                 for ward in ("W1", "W2", "ICU")
             }
             statuses = {
-                ward: await redis.hgetall(f"t{unique}:{{ward:{ward}}}:status")
-                for ward in ("W1", "W2", "ICU")
+                ward: await redis.hgetall(keys.ward(ward, "status")) for ward in ("W1", "W2", "ICU")
             }
         finally:
             await redis.aclose()

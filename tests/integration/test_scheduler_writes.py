@@ -300,7 +300,7 @@ WRITES = [
 
 @pytest.mark.parametrize(("method", "path", "body"), WRITES)
 async def test_writes_want_a_key_with_write(redis: Redis, unique: str, method, path, body) -> None:
-    store = RedisBedStore(redis, f"t{unique}")
+    store = RedisBedStore(redis, f"t{unique}", layout=LAYOUT)
     app = app_for(store, Publisher(None, SchedulerSettings(), 1))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as http:

@@ -148,10 +148,12 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
         await eventually(kafka_matches_redis)
 
     before = await dump(redis, settings.redis_key_prefix)
-    assert before[f"t{unique}:{{ward:W1}}:waiting"][0][0] == "P3"
-    assert before[f"t{unique}:{{ward:W1}}:waiting_eligible"] == {"P3": "W1-01"}
-    assert before[f"t{unique}:{{level:hdu}}:queue"][0][0] == str(queued.event_id)
-    assert before[f"t{unique}:{{ward:W2}}:blocked_reason"] == {"W2-01": "maintenance"}
+    keys = store.keys
+    assert before[keys.ward("W1", "waiting")][0][0] == "P3"
+    assert before[keys.ward("W1", "waiting_eligible")] == {"P3": "W1-01"}
+    assert before[keys.level("hdu", "queue")][0][0] == str(queued.event_id)
+    assert before[keys.ward("W2", "blocked_reason")] == {"W2-01": "maintenance"}
+    assert before[keys.ward("H1", "reservation")], "H1's bed is reserved for P4"
 
     await wipe(redis, settings.redis_key_prefix)
     assert await dump(redis, settings.redis_key_prefix) == {}
@@ -182,7 +184,7 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
         e for e in decisions if isinstance(e, BedAssigned) and e.cause_event_id == ready.event_id
     )
     assert (assigned.patient_id, assigned.bed) == ("P3", first_bed)
-    assert await redis.hgetall(f"t{unique}:{{ward:W1}}:waiting_eligible") == {}
+    assert await redis.hgetall(store.keys.ward("W1", "waiting_eligible")) == {}
     await redis.aclose()
 
 
@@ -200,7 +202,8 @@ async def test_a_scheduler_started_on_an_empty_redis_restores_it_first(
         consumer_group=f"g{unique}-scheduler",
     )
     redis = Redis.from_url(redis_server.url, decode_responses=True)
-    store = RedisBedStore(redis, settings.redis_key_prefix)
+    layout = layout_from_dict(__import__("tomllib").loads(LAYOUT_TOML))
+    store = RedisBedStore(redis, settings.redis_key_prefix, layout=layout)
 
     async def running(until: Any) -> list[Any]:
         stop = asyncio.Event()
@@ -228,7 +231,7 @@ async def test_a_scheduler_started_on_an_empty_redis_restores_it_first(
     await running(admit)
     await eventually(lambda: _kafka_matches(settings, store))
     before = await dump(redis, settings.redis_key_prefix)
-    assert patient in before[f"t{unique}:{{ward:W1}}:occupant"].values()
+    assert patient in before[store.keys.ward("W1", "occupant")].values()
 
     await wipe(redis, settings.redis_key_prefix)
 
