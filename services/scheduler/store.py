@@ -16,7 +16,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from schemas.vocabulary import BedStatus
-from services.common.hospital import HospitalLayout
+from services.common.hospital import HospitalLayout, Ward
 from services.scheduler import scripts
 from services.scheduler.domain import allowed_from
 
@@ -122,6 +122,21 @@ class ChangeResult:
             patient_id=data.get("patient"),
             waiting_reason=data.get("reason"),
         )
+
+
+@dataclass(frozen=True)
+class BedRemoval:
+    """What `REMOVE_BEDS` did: the beds removed, and those kept (not available or blocked) with
+    their status."""
+
+    removed: tuple[str, ...]
+    kept: dict[str, BedStatus]
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> BedRemoval:
+        data: dict[str, Any] = json.loads(raw)
+        kept = data.get("kept") or []  # cjson encodes an empty table as {}
+        return cls(tuple(data.get("removed") or ()), {b: BedStatus(s) for b, s in kept})
 
 
 @dataclass(frozen=True)
@@ -240,6 +255,7 @@ class RedisBedStore:
         self._counts = redis.register_script(scripts.COUNTS)
         self._restore = redis.register_script(scripts.RESTORE)
         self._cancel_wait = redis.register_script(scripts.CANCEL_WAIT)
+        self._remove_beds = redis.register_script(scripts.REMOVE_BEDS)
         self._touched: set[str] = set()
 
     def take_touched(self) -> list[str]:
@@ -316,7 +332,16 @@ class RedisBedStore:
     async def ensure_layout(self, layout: HospitalLayout) -> None:
         """Create beds that do not exist yet as available; existing beds keep their state."""
         for ward in layout.wards:
-            await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
+            await self.ensure_ward(ward)
+
+    async def ensure_ward(self, ward: Ward) -> None:
+        """As `ensure_layout`, for one ward."""
+        await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
+
+    async def remove_beds(self, ward: str, beds: Sequence[str]) -> BedRemoval:
+        """Take beds out of the ward, each only if it is available or blocked; atomic."""
+        raw = await self._remove_beds(keys=self._ward_keys(ward), args=[self.channel, ward, *beds])
+        return BedRemoval.from_json(raw)
 
     async def allocate(
         self,
