@@ -42,6 +42,7 @@ from schemas.beds import (
 )
 from schemas.care import CARE_EVENTS
 from schemas.deadletter import EventDeadLettered
+from schemas.layout import WardLayoutSet
 from schemas.observations import Spo2ScaleSet, VitalSignsObserved, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
 from schemas.resources import ResourceStatusReported
@@ -160,6 +161,14 @@ SCHEDULING_REQUESTS = TopicSpec(
     "What people ask of the scheduler through its API: bed requests and their cancellations,"
     " and beds blocked or unblocked by a bed manager.",
 )
+HOSPITAL_LAYOUT = TopicSpec(
+    "hospital.layout",
+    (WardLayoutSet,),
+    "ward id",
+    "Changes to the hospital layout, one ward's whole definition each, latest record per ward:"
+    " every scheduler replica folds them over its layout file at start and follows them.",
+    compacted=True,
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS_RAW,
@@ -173,6 +182,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     BEDS_STATE,
     SCHEDULING_DECISIONS,
     SCHEDULING_REQUESTS,
+    HOSPITAL_LAYOUT,
 )
 
 

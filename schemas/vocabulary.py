@@ -68,3 +68,7 @@ CAPABILITIES: tuple[str, ...] = get_args(Capability)
 
 Sex = Literal["female", "male", "other", "unknown"]
 """A patient's administrative sex, as bed matching uses it (HL7 table 0001: F, M, O, U)."""
+
+BaySex = Literal["female", "male", "mixed"]
+"""A bay's sex policy: a single-sex bay takes patients of that sex only, a mixed bay anyone."""
+BAY_SEXES: tuple[str, ...] = get_args(BaySex)

@@ -24,6 +24,10 @@ dlq_app = typer.Typer(help="The dead-letter topic (events.dlq).", no_args_is_hel
 app.add_typer(dlq_app, name="dlq")
 state_app = typer.Typer(help="The scheduler's live state in Redis.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
+layout_app = typer.Typer(
+    help="The hospital layout: wards changed while the scheduler runs.", no_args_is_help=True
+)
+app.add_typer(layout_app, name="layout")
 
 
 class ServiceName(StrEnum):
@@ -326,17 +330,21 @@ def state_rebuild(
     from services.common.hospital import load_layout
     from services.common.redis_client import make_redis
     from services.scheduler.config import SchedulerSettings
+    from services.scheduler.follower import current_layout
     from services.scheduler.rebuild import rebuild
     from services.scheduler.store import RedisBedStore
 
     settings = SchedulerSettings()
-    layout = load_layout(settings.hospital_layout)
 
     async def main() -> int:
+        # The scopes are those of the layout the scheduler has: its file and hospital.layout.
+        layout = await current_layout(settings, load_layout(settings.hospital_layout), timeout)
         redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
         try:
             store = RedisBedStore(redis, settings.redis_key_prefix, layout=layout)
-            report = await rebuild(settings, store, check_only=check, timeout_seconds=timeout)
+            report = await rebuild(
+                settings, store, check_only=check, timeout_seconds=timeout, layout=layout
+            )
         finally:
             await redis.aclose()
         typer.echo(
@@ -346,6 +354,70 @@ def state_rebuild(
         )
         for scope in report.differing:
             typer.echo(f"  {'differs' if check else 'restored'}: {scope}")
+        for scope in report.outside_layout:
+            typer.echo(f"  not in the layout, left alone: {scope}")
+        for scope in report.not_on_kafka:
+            typer.echo(f"  no snapshot on beds.state (the scheduler creates it): {scope}")
         return 1 if check and report.differing else 0
 
     raise typer.Exit(asyncio.run(main()))
+
+
+@layout_app.command("publish")
+def layout_publish(
+    file: Annotated[
+        Path, typer.Argument(help="A layout TOML file, shaped as WARDFLOW_HOSPITAL_LAYOUT's.")
+    ],
+    wards: Annotated[
+        list[str], typer.Option("--ward", help="Only this ward of the file; repeat.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    role: Annotated[
+        str, typer.Option(help="The role applying the file (never a person's name).")
+    ] = "layout-admin",
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why, as a code: new_ward, capacity, reconfiguration, ... (see docs)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed to read the topic.")] = 120.0,
+) -> None:
+    """Publish the wards of a layout file to hospital.layout: running schedulers apply them.
+
+    Wards equal to the current layout (the scheduler's file, WARDFLOW_HOSPITAL_LAYOUT, with
+    hospital.layout folded over it) are skipped. If a ward would lose a bed in use, or change
+    its level of care with beds occupied or reserved, nothing is published (exit 1). An invalid
+    file exits 2, naming the entry.
+    """
+    import tomllib
+    from typing import get_args
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.base import Identifier
+    from schemas.layout import LayoutChangeReason
+    from services.common.hospital import LayoutError
+    from services.scheduler.config import SchedulerSettings
+    from services.scheduler.layout_file import publish_file
+
+    try:
+        TypeAdapter(Identifier).validate_python(role)
+    except ValidationError:
+        raise typer.BadParameter("letters, digits and . _ : - only", param_hint="--role") from None
+    codes = get_args(LayoutChangeReason)
+    if reason is not None and reason not in codes:
+        raise typer.BadParameter(f"one of {', '.join(codes)}", param_hint="--reason")
+    try:
+        report = asyncio.run(
+            publish_file(SchedulerSettings(), str(file), wards, role, reason, timeout)  # type: ignore[arg-type]
+        )
+    except (LayoutError, OSError, tomllib.TOMLDecodeError) as error:
+        typer.echo(f"layout publish: {file.name}: {error}", err=True)
+        raise typer.Exit(2) from None
+    for ward in report.published:
+        typer.echo(f"published: {ward}")
+    for ward in report.unchanged:
+        typer.echo(f"unchanged: {ward}")
+    for ward, refused in report.refused.items():
+        typer.echo(f"refused: {ward}: {refused.reason}: {', '.join(refused.beds)}", err=True)
+    if report.refused:
+        typer.echo("layout publish: nothing was published", err=True)
+        raise typer.Exit(1)

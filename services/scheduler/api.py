@@ -4,6 +4,8 @@ and bed managers' writes (bed requests, cancellations, blocks and unblocks).
 Reads come from Redis directly; every JSON answer carries `as_of` (Redis's clock, read with the
 data) and `source`. Writes never touch Redis: each publishes an event to scheduling.requests
 (`commands.py`) and answers 202 once the broker acknowledged it; the scheduler's stage applies it.
+A ward's layout is set the same way, on hospital.layout (`layout_api.py`); the API reads the
+current layout through a getter, so it sees each change as the scheduler applies it.
 Every /v1 endpoint needs `Authorization: Bearer <key>` (401 without a known key): reads want a
 key with `read = true`, writes one with `write = true` (403 otherwise); development keys may do
 both. /healthz is open. Errors name fields, never values.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -30,11 +32,13 @@ from redis.exceptions import RedisError
 
 from schemas.base import Identifier
 from schemas.beds import BedRequestCancelled, BedRequested, BedStatusReported, BlockedReason
+from schemas.layout import LayoutError
 from schemas.vocabulary import Band, BedStatus, Capability, Sex
 from services.common.auth import KeyEntry, KeyRing
 from services.common.hospital import HospitalLayout, Ward
 from services.scheduler import views
 from services.scheduler.commands import RETRY_AFTER_SECONDS, BrokerUnavailable, Publisher
+from services.scheduler.layout_api import layout_writes
 from services.scheduler.store import RedisBedStore
 
 log = logging.getLogger(__name__)
@@ -90,11 +94,25 @@ def _refusal(status: int, reason: str, errors: list[dict[str, str]]) -> JSONResp
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    """`body.band` -> `band`, `path.request_id` -> `request_id`: the field a client sent."""
-    parts = [str(part) for part in loc]
+    """`body.band` -> `band`, `path.request_id` -> `request_id`, `body.bays.0.sex` ->
+    `bays[0].sex`: the field a client sent."""
+    parts = list(loc)
     if parts and parts[0] in ("body", "path", "query", "header"):
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    named = ""
+    for part in parts:
+        named += f"[{part}]" if isinstance(part, int) else f".{part}" if named else str(part)
+    return named or "body"
+
+
+def _problem(error: Any) -> dict[str, str]:
+    """A validation error as {field, problem}; a layout rule's error names its own field."""
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, LayoutError):
+        prefix = _field(error["loc"])
+        field = cause.field if prefix == "body" else f"{prefix}.{cause.field}"
+        return {"field": field, "problem": cause.problem}
+    return {"field": _field(error["loc"]), "problem": error["msg"]}
 
 
 class Refused(Exception):
@@ -108,16 +126,19 @@ class Refused(Exception):
 
 def create_api(
     store: RedisBedStore,
-    layout: HospitalLayout,
+    layout: HospitalLayout | Callable[[], HospitalLayout],
     clients: KeyRing[KeyEntry],
     *,
     closing: asyncio.Event | None = None,
     publisher: Publisher | None = None,
 ) -> FastAPI:
     """The app; setting `closing` ends every open stream (within STREAM_POLL_SECONDS), so the
-    server can stop while boards are connected. `clients` are the keys allowed in at all (each
-    route checks `read` or `write`); without a `publisher` the write endpoints are not served."""
+    server can stop while boards are connected. `layout` is the hospital layout or a getter of
+    the current one (the scheduler's, which layout changes replace). `clients` are the keys
+    allowed in at all (each route checks `read` or `write`); without a `publisher` the write
+    endpoints are not served."""
     api = FastAPI(title="wardflow scheduler", version="1")
+    current = layout if callable(layout) else lambda: layout
     stopping = closing if closing is not None else asyncio.Event()
 
     async def client(
@@ -147,8 +168,7 @@ def create_api(
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         # Name the field and the problem, never the value sent (it may be a patient id).
-        errors = [{"field": _field(e["loc"]), "problem": e["msg"]} for e in error.errors()]
-        return _refusal(422, "invalid_request", errors)
+        return _refusal(422, "invalid_request", [_problem(e) for e in error.errors()])
 
     @api.exception_handler(Refused)
     async def refused(_: Request, error: Refused) -> JSONResponse:
@@ -175,12 +195,12 @@ def create_api(
     @v1.get("/wards")
     async def wards() -> dict[str, Any]:
         """Beds by status, total beds and patients waiting, per ward."""
-        return await views.wards(store.redis, store.keys, layout)
+        return await views.wards(store.redis, store.keys, current())
 
     @v1.get("/wards/{ward_id}/beds")
     async def beds(ward_id: str) -> dict[str, Any]:
         """Every bed of one ward and its status."""
-        ward = layout.ward(ward_id)
+        ward = current().ward(ward_id)
         if ward is None:
             raise HTTPException(404, detail=f"ward {ward_id!r} is not in the hospital layout")
         return await views.ward_beds(store.redis, store.keys, ward)
@@ -189,7 +209,7 @@ def create_api(
     async def requests() -> dict[str, Any]:
         """Every open bed request, oldest first: patients waiting for a ward and critical-care
         requests (queued or holding a reserved bed)."""
-        return await views.open_requests(store.redis, store.keys, layout)
+        return await views.open_requests(store.redis, store.keys, current())
 
     @v1.get("/availability/stream", response_class=EventSourceResponse)
     async def availability_stream() -> AsyncIterator[ServerSentEvent]:
@@ -200,7 +220,7 @@ def create_api(
             # Subscribe before the snapshot: a change in between shows in both, none is missed.
             await pubsub.subscribe(store.channel)
             yield ServerSentEvent(
-                event="snapshot", data=await views.wards(store.redis, store.keys, layout)
+                event="snapshot", data=await views.wards(store.redis, store.keys, current())
             )
             while not stopping.is_set():
                 message = await pubsub.get_message(
@@ -219,12 +239,16 @@ def create_api(
 
     api.include_router(v1)
     if publisher is not None:
-        api.include_router(_writes(store, layout, publisher, writer))
+        api.include_router(_writes(store, current, publisher, writer))
+        api.include_router(layout_writes(store, current, publisher, writer))
     return api
 
 
 def _writes(
-    store: RedisBedStore, layout: HospitalLayout, publisher: Publisher, writer: Any
+    store: RedisBedStore,
+    current: Callable[[], HospitalLayout],
+    publisher: Publisher,
+    writer: Any,
 ) -> APIRouter:
     """The write endpoints: each publishes one event to scheduling.requests, answers 202 with its
     id once the broker acknowledged it, and leaves Redis to the scheduler's stage."""
@@ -236,7 +260,7 @@ def _writes(
         return {"event_id": uuid4(), "occurred_at": now, "recorded_at": now, "source": holder.name}
 
     def known_bed(ward_id: str, bed: str) -> Ward:
-        ward = layout.ward(ward_id)
+        ward = current().ward(ward_id)
         if ward is None:
             raise HTTPException(404, detail=f"ward {ward_id!r} is not in the hospital layout")
         if bed not in ward.beds:
@@ -251,6 +275,7 @@ def _writes(
         if (body.ward is None) == (body.level_of_care is None):
             raise Refused("ward", "give exactly one of ward and level_of_care")
         from_ward = body.from_ward
+        layout = current()
         if body.ward is not None:
             if layout.ward(body.ward) is None:
                 raise HTTPException(404, detail=f"ward {body.ward!r} is not in the hospital layout")

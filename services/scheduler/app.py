@@ -160,6 +160,15 @@ class Scheduler:
         scopes += [f"level:{level.value}" for level in CRITICAL_CARE_LEVELS]
         return await self.snapshots(scopes)
 
+    async def apply_layout(self, layout: HospitalLayout, ward_id: str, cause: UUID) -> list[Output]:
+        """Use `layout` from now on (one ward changed on hospital.layout; `follower.py` has
+        changed its beds in Redis) and say how that ward stands: its snapshot and availability."""
+        self.layout = layout
+        now = datetime.now(UTC)
+        common = {"occurred_at": now, "recorded_at": now, "source": SOURCE}
+        availability = await self._availability(ward_id, cause, common, f"{ward_id}:layout")
+        return [*await self.snapshots([f"ward:{ward_id}"]), availability]
+
     async def _handle(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
         if isinstance(event, PatientAdmitted):
             return await self._place(event, event.ward, event.bed)

@@ -42,3 +42,10 @@ CRITICAL_CARE_WAITING = Gauge(
     "Critical-care bed requests queued, by level of care.",
     ["level_of_care"],
 )
+LAYOUT_CHANGES = Counter(
+    "wardflow_layout_changes_total",
+    "Ward layout changes (hospital.layout) this replica applied: applied, beds_kept (applied, but"
+    " beds that left the ward were in use and stay until free), invalid (a record not a valid"
+    " WardLayoutSet: skipped).",
+    ["outcome"],
+)

@@ -11,6 +11,10 @@ it with Redis or writes it back, scope by scope, each in one script.
 - At start the scheduler restores the scopes Redis has lost (`missing_only`) before it creates
   the beds of the layout and publishes its own first snapshots, so a restart after a wipe never
   overwrites Kafka's state with an empty one.
+- Given the layout (the file with hospital.layout folded over it, as the scheduler has it), only
+  its scopes are restored: its wards and the critical-care levels. Scopes on beds.state outside
+  it (a ward no longer in the layout) are left alone and reported, and the layout's scopes that
+  beds.state lacks are reported (the scheduler creates their beds when it starts).
 
 Idempotency records (the `seen` keys of applied events, kept 7 days) are not part of a snapshot:
 after a rebuild, an event redelivered from before it is applied again (see docs/architecture.md).
@@ -27,20 +31,25 @@ from pydantic import ValidationError
 from schemas.beds import BedStateSnapshot
 from schemas.codec import decode
 from schemas.topics import BEDS_STATE
+from services.common.hospital import HospitalLayout
 from services.common.kafka import make_reader, read_to_end, topic
 from services.common.settings import ServiceSettings
+from services.scheduler.domain import CRITICAL_CARE_LEVELS
 from services.scheduler.store import RedisBedStore, Snapshot
 
 
 @dataclass
 class RebuildReport:
     """What a rebuild read and did: scopes found on Kafka, those that differed from Redis, and
-    those written."""
+    those written; with a layout, the scopes found outside it (not restored) and the layout's
+    scopes Kafka has no snapshot of."""
 
     records_read: int = 0
     scopes: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    outside_layout: list[str] = field(default_factory=list)
+    not_on_kafka: list[str] = field(default_factory=list)
 
 
 async def latest_snapshots(
@@ -97,11 +106,19 @@ async def rebuild(
     check_only: bool = False,
     missing_only: bool = False,
     timeout_seconds: float = 120.0,
+    layout: HospitalLayout | None = None,
 ) -> RebuildReport:
     """Compare Redis with the latest snapshots on Kafka and (unless `check_only`) restore the
-    scopes that differ; with `missing_only`, only those Redis has nothing for."""
+    scopes that differ; with `missing_only`, only those Redis has nothing for; with `layout`,
+    only the layout's scopes."""
     latest, read = await latest_snapshots(settings, timeout_seconds)
     report = RebuildReport(records_read=read, scopes=sorted(latest))
+    if layout is not None:
+        levels = [level.value for level in CRITICAL_CARE_LEVELS]
+        in_layout = set(store.scopes(layout, levels))
+        report.outside_layout = [scope for scope in report.scopes if scope not in in_layout]
+        report.not_on_kafka = sorted(in_layout - set(latest))
+        report.scopes = [scope for scope in report.scopes if scope in in_layout]
     for scope in report.scopes:
         wanted = latest[scope]
         current = await store.snapshot(scope)

@@ -18,6 +18,7 @@ them, `since` the start of their wait; removed when they leave the ward or their
 `CANCEL_WAIT` and `RESCORE` take the same keys. The waiting zset is ordered by score: wait start
 minus the acuity credit of the patient's latest NEWS2 (`domain.queue_score`; no assessment: no
 credit, first come first served).
+`REMOVE_BEDS` (beds leaving a ward's layout) takes the same keys but the seen key.
 
 Level scripts (`RESERVE`, `WITHDRAW`) serve the critical-care queue of one level of care (hdu or
 icu). KEYS: 1 queue zset (request id, by the score the scheduler passes: request time minus the
@@ -348,6 +349,35 @@ for i, bed in ipairs(ARGV) do
 end
 return #ARGV
 """
+
+REMOVE_BEDS = (
+    _COMMON
+    + """
+-- Beds leave a ward whose layout changed (WardLayoutSet). KEYS: the 13 ward keys (no seen key:
+-- idempotent by state, every replica runs it); ARGV: 1 channel, 2 ward, 3.. the beds leaving.
+-- A bed goes only if it is available or blocked: out of status, available, order and
+-- blocked_reason. Any other bed stays, returned in `kept` with its status; a bed already gone is
+-- in neither list. Publishes the result when a bed went.
+local W = ward_at(1)
+local removed, kept = {}, {}
+for i = 3, #ARGV do
+  local bed = ARGV[i]
+  local status = redis.call('HGET', W.status, bed)
+  if status == 'available' or status == 'blocked' then
+    redis.call('HDEL', W.status, bed)
+    redis.call('ZREM', W.available, bed)
+    redis.call('HDEL', W.order, bed)
+    redis.call('HDEL', W.blocked_reason, bed)
+    table.insert(removed, bed)
+  elseif status then
+    table.insert(kept, {bed, status})
+  end
+end
+local encoded = cjson.encode({outcome='beds_removed', ward=ARGV[2], removed=removed, kept=kept})
+if #removed > 0 then redis.call('PUBLISH', ARGV[1], encoded) end
+return encoded
+"""
+)
 
 _LEVEL = (
     _COMMON

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from schemas.vocabulary import BedStatus
-from services.common.hospital import HospitalLayout
+from services.common.hospital import HospitalLayout, Ward
 from services.common.redis_client import RedisClient
 from services.scheduler import scripts
 from services.scheduler.domain import allowed_from
@@ -139,6 +139,21 @@ class ChangeResult:
             patient_id=data.get("patient"),
             waiting_reason=data.get("reason"),
         )
+
+
+@dataclass(frozen=True)
+class BedRemoval:
+    """What `REMOVE_BEDS` did: the beds removed, and those kept (not available or blocked) with
+    their status."""
+
+    removed: tuple[str, ...]
+    kept: dict[str, BedStatus]
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> BedRemoval:
+        data: dict[str, Any] = json.loads(raw)
+        kept = data.get("kept") or []  # cjson encodes an empty table as {}
+        return cls(tuple(data.get("removed") or ()), {b: BedStatus(s) for b, s in kept})
 
 
 @dataclass(frozen=True)
@@ -272,6 +287,7 @@ class RedisBedStore:
         self._restore = redis.register_script(scripts.RESTORE)
         self._cancel_wait = redis.register_script(scripts.CANCEL_WAIT)
         self._rescore = redis.register_script(scripts.RESCORE)
+        self._remove_beds = redis.register_script(scripts.REMOVE_BEDS)
         self._touched: set[str] = set()
 
     def take_touched(self) -> list[str]:
@@ -351,7 +367,41 @@ class RedisBedStore:
         store's key names follow this layout from now on (each ward's level of care)."""
         self.keys = BedKeys.of(self.prefix, layout)
         for ward in layout.wards:
-            await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
+            await self.ensure_ward(ward)
+
+    async def use_layout(self, layout: HospitalLayout) -> list[str]:
+        """Key names follow `layout` from now on. A ward whose hash tag changes with it (its
+        level of care moved to or from hdu/icu) has its state moved to the new names: read under
+        the old names in one script, written under the new in one script, the old keys deleted.
+        Only a ward whose old keys hold state and whose new ones are empty is moved (another
+        replica may have moved it already). Returns the wards moved."""
+        old, new = self.keys, BedKeys.of(self.prefix, layout)
+        moved = []
+        for ward in layout.wards:
+            if old.ward(ward.id, "status") == new.ward(ward.id, "status"):
+                continue
+            self.keys = old
+            old_keys = self._ward_keys(ward.id)
+            held = await self.snapshot(f"ward:{ward.id}")
+            self.keys = new
+            if held.hashes.get("status") and not await self.redis.exists(
+                new.ward(ward.id, "status")
+            ):
+                await self.restore(held)
+                await self.redis.delete(*old_keys)
+                self._touched.add(f"ward:{ward.id}")
+                moved.append(ward.id)
+        self.keys = new
+        return moved
+
+    async def ensure_ward(self, ward: Ward) -> None:
+        """As `ensure_layout`, for one ward."""
+        await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
+
+    async def remove_beds(self, ward: str, beds: Sequence[str]) -> BedRemoval:
+        """Take beds out of the ward, each only if it is available or blocked; atomic."""
+        raw = await self._remove_beds(keys=self._ward_keys(ward), args=[self.channel, ward, *beds])
+        return BedRemoval.from_json(raw)
 
     async def allocate(
         self,
