@@ -75,6 +75,7 @@ from services.scheduler.metrics import (
 from services.scheduler.policy import SchedulingPolicy, configured_policy
 from services.scheduler.store import (
     Assignment,
+    BedChange,
     CareRequest,
     ChangeResult,
     LevelResult,
@@ -156,18 +157,46 @@ class Scheduler:
     async def initial_snapshots(self) -> list[Output]:
         """Every ward and critical-care level, once at start: beds.state then describes beds
         that never changed too."""
+        now = datetime.now(UTC)
+        start = Sweep(uuid5(NAMESPACE_URL, f"wardflow:scheduler-start:{now.isoformat()}"), now)
+        placed = await self._new_bed_outputs(start)  # beds the layout file added at start
         scopes = [f"ward:{ward.id}" for ward in self.layout.wards]
         scopes += [f"level:{level.value}" for level in CRITICAL_CARE_LEVELS]
-        return await self.snapshots(scopes)
+        return [*placed, *await self.snapshots(scopes)]
 
-    async def apply_layout(self, layout: HospitalLayout, ward_id: str, cause: UUID) -> list[Output]:
+    async def apply_layout(
+        self, layout: HospitalLayout, ward_id: str, cause: Cause
+    ) -> list[Output]:
         """Use `layout` from now on (one ward changed on hospital.layout; `follower.py` has
-        changed its beds in Redis) and say how that ward stands: its snapshot and availability."""
+        changed its beds in Redis) and say how that ward stands: the patients its new beds took,
+        a level's queue served by them, its snapshot and availability."""
         self.layout = layout
+        outputs = await self._new_bed_outputs(cause)
         now = datetime.now(UTC)
         common = {"occurred_at": now, "recorded_at": now, "source": SOURCE}
-        availability = await self._availability(ward_id, cause, common, f"{ward_id}:layout")
-        return [*await self.snapshots([f"ward:{ward_id}"]), availability]
+        what = f"{ward_id}:layout"
+        availability = await self._availability(ward_id, cause.event_id, common, what)
+        scopes = [f"ward:{ward_id}"]
+        level = critical_care_level(layout, ward_id)
+        if level is not None:  # new beds of an HDU/ICU ward serve the level's queue
+            served = await self.store.reserve(
+                level.value, wards_at_level(layout, level), cause.event_id, step=f"{what}:serve"
+            )
+            outputs += await self._level_outputs(cause, served, f"{what}:serve")
+            scopes.append(f"level:{level.value}")
+        return [*outputs, *await self.snapshots(scopes), availability]
+
+    async def _new_bed_outputs(self, cause: Cause) -> list[Output]:
+        """BedStatusChanged and BedAssigned for each waiting patient a new bed took."""
+        now = datetime.now(UTC)
+        common = {"occurred_at": now, "recorded_at": now, "source": SOURCE}
+        outputs: list[Output] = []
+        for ward_id, placed in self.store.take_new_bed_placements():
+            what = f"new-bed:{placed.bed}"
+            change = BedChange(placed.bed, BedStatus.AVAILABLE, BedStatus.OCCUPIED)
+            outputs.append(bed_changed(cause, ward_id, change, what, common))
+            outputs.append(self._assigned(cause, ward_id, placed, now, common, what))
+        return outputs
 
     async def _handle(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
         if isinstance(event, PatientAdmitted):

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import aclosing
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -35,6 +36,8 @@ from services.common.kafka import make_reader, read_to_end, topic
 from services.common.settings import ServiceSettings
 from services.common.stage import Output
 from services.scheduler.app import Scheduler
+from services.scheduler.decisions import Sweep
+from services.scheduler.domain import allocation_restriction
 from services.scheduler.layout import folded, leaving, refusal
 from services.scheduler.metrics import LAYOUT_CHANGES
 from services.scheduler.store import RedisBedStore
@@ -186,6 +189,14 @@ class LayoutFollower:
         # A level of care moved to or from hdu/icu changes the ward's hash tag: its state moves.
         for moved in await store.use_layout(layout):
             log.info("ward state moved to its new level's keys ward=%s", moved)
+        # Patients waiting for the ward: which beds fit them now (from the sex and needs kept
+        # with their wait), before new beds are offered to them.
+        eligible = {
+            patient: allocation_restriction(ward, profile.get("needs") or (), profile.get("sex"))
+            for patient, profile in (await store.waiting_profiles(ward.id)).items()
+            if profile
+        }
+        await store.set_eligible(ward.id, eligible)
         stayed = await settle_ward(store, ward, old)
         if stayed:
             self.leaving[ward.id] = tuple(stayed)
@@ -206,7 +217,7 @@ class LayoutFollower:
             len(ward.beds),
             change.changed_by,
         )
-        return await self.scheduler.apply_layout(layout, ward.id, change.event_id)
+        return await self.scheduler.apply_layout(layout, ward.id, change)
 
     async def retry(self) -> list[Output]:
         """Remove the beds that stayed once they are free; the ward's state is published after."""
@@ -221,7 +232,8 @@ class LayoutFollower:
             if len(still) < len(beds):
                 log.info("beds that left the layout are gone now ward=%s", ward_id)
                 layout = self.scheduler.layout
-                outputs += await self.scheduler.apply_layout(layout, ward_id, uuid4())
+                sweep = Sweep(uuid4(), datetime.now(UTC))
+                outputs += await self.scheduler.apply_layout(layout, ward_id, sweep)
         return outputs
 
     async def _send(self, outputs: Sequence[Output]) -> None:

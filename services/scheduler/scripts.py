@@ -339,16 +339,45 @@ return finish({outcome=outcome, ward=ARGV[6]}, SEEN, ARGV[4], ARGV[5])
 """
 )
 
-ENSURE_BEDS = """
--- KEYS: 1 status, 4 available, 5 order (the other ward keys unused); ARGV: bed names in order
-for i, bed in ipairs(ARGV) do
-  redis.call('HSET', KEYS[5], bed, i)
-  if redis.call('HSETNX', KEYS[1], bed, 'available') == 1 then
-    redis.call('ZADD', KEYS[4], i, bed)
+# A waiting patient's eligible beds, re-evaluated (a layout change). KEYS: 1 waiting zset,
+# 2 waiting_eligible hash; ARGV: 1 patient, 2 '1' if restricted ('' for any bed), 3 the beds,
+# comma-joined. Only while the patient still waits.
+SET_ELIGIBLE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+ENSURE_BEDS = (
+    _COMMON
+    + """
+-- Create the ward's missing beds and refresh every bed's order. KEYS: the ward keys (the seen key
+-- unused: idempotent by state); ARGV: 1 ward, 2 channel, 3.. bed names in layout order. A new bed
+-- is available: it goes first to the first patient waiting for the ward whom it fits (`free`).
+-- Returns {assigned = [...]}; publishes the placements.
+local W = ward_at(1)
+local assigned, changes = {}, {}
+for i = 3, #ARGV do
+  local bed = ARGV[i]
+  redis.call('HSET', W.order, bed, i - 2)
+  if redis.call('HSETNX', W.status, bed, 'available') == 1 then
+    local placed = free(W, bed)
+    if placed then
+      table.insert(assigned, placed)
+      table.insert(changes, {bed, 'available', 'occupied'})
+    end
   end
 end
-return #ARGV
+local result = {outcome='ensured', ward=ARGV[1], assigned=assigned, changes=changes}
+local encoded = cjson.encode(result)
+if #assigned > 0 then redis.call('PUBLISH', ARGV[2], encoded) end
+return encoded
 """
+)
 
 REMOVE_BEDS = (
     _COMMON

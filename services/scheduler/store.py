@@ -287,8 +287,10 @@ class RedisBedStore:
         self._restore = redis.register_script(scripts.RESTORE)
         self._cancel_wait = redis.register_script(scripts.CANCEL_WAIT)
         self._rescore = redis.register_script(scripts.RESCORE)
+        self._set_eligible = redis.register_script(scripts.SET_ELIGIBLE)
         self._remove_beds = redis.register_script(scripts.REMOVE_BEDS)
         self._touched: set[str] = set()
+        self._new_bed_placements: list[tuple[str, Assignment]] = []
 
     def take_touched(self) -> list[str]:
         """The scopes changed (or possibly changed) since the last call, sorted."""
@@ -394,9 +396,38 @@ class RedisBedStore:
         self.keys = new
         return moved
 
-    async def ensure_ward(self, ward: Ward) -> None:
-        """As `ensure_layout`, for one ward."""
-        await self._ensure(keys=self._keys(ward.id), args=list(ward.beds))
+    async def ensure_ward(self, ward: Ward) -> tuple[Assignment, ...]:
+        """As `ensure_layout`, for one ward. A new bed serves the ward's waiting patients first:
+        returns the patients it placed (also kept for `take_new_bed_placements`)."""
+        raw = await self._ensure(keys=self._keys(ward.id), args=[ward.id, self.channel, *ward.beds])
+        data = json.loads(raw)
+        placed = tuple(Assignment.from_data(a) for a in data.get("assigned") or [])
+        if placed:
+            self._touched.add(f"ward:{ward.id}")
+            self._new_bed_placements.extend((ward.id, a) for a in placed)
+        return placed
+
+    async def waiting_profiles(self, ward: str) -> dict[str, dict[str, Any]]:
+        """Every patient waiting for the ward, with their profile ({} when none is kept)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(self.keys.ward(ward, "waiting"), 0, -1)
+            pipe.hgetall(self.keys.ward(ward, "profile"))
+            waiting, profiles = await pipe.execute()
+        return {_text(p): json.loads(profiles[p]) if p in profiles else {} for p in waiting}
+
+    async def set_eligible(self, ward: str, eligible: dict[str, tuple[str, ...] | None]) -> None:
+        """Re-evaluated beds each waiting patient may be given (None: any bed of the ward), for
+        patients still waiting (checked in the same transaction's script)."""
+        for patient, beds in eligible.items():
+            await self._set_eligible(
+                keys=[self.keys.ward(ward, "waiting"), self.keys.ward(ward, "waiting_eligible")],
+                args=[patient, "" if beds is None else "1", ",".join(beds or ())],
+            )
+
+    def take_new_bed_placements(self) -> list[tuple[str, Assignment]]:
+        """(ward, placement) of every waiting patient a new bed took since the last call."""
+        placements, self._new_bed_placements = self._new_bed_placements, []
+        return placements
 
     async def remove_beds(self, ward: str, beds: Sequence[str]) -> BedRemoval:
         """Take beds out of the ward, each only if it is available or blocked; atomic."""

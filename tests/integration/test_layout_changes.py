@@ -481,3 +481,44 @@ async def test_a_ward_that_becomes_hdu_takes_its_beds_state_to_the_level(
     outputs = await scheduler(EVENTS_CLEAN, reported("W1-01", BedStatus.AVAILABLE))
     (reserved,) = [o.event for o in outputs if isinstance(o.event, BedReserved)]
     assert (reserved.patient_id, reserved.ward, reserved.bed) == ("Q2", "W1", "W1-01")
+
+
+async def test_new_beds_serve_the_patients_waiting_and_the_level_queue(
+    redis: Redis, unique: str
+) -> None:
+    """A bed added by a layout change goes at once to the first waiting patient it fits; a new
+    HDU bed serves the HDU queue."""
+    store = RedisBedStore(redis, f"t{unique}")
+    await store.ensure_layout(LAYOUT)
+    scheduler = Scheduler(store, LAYOUT)
+    follower = LayoutFollower(scheduler, None, None, SchedulerSettings())  # type: ignore[arg-type]
+    for patient in ("P1", "P2", "P3"):  # two beds in the male bay: P3 waits
+        await scheduler(EVENTS_CLEAN, admitted(patient, "W1", sex="male"))
+    for patient in ("Q1", "Q2"):  # one HDU bed: Q2 queues
+        request = CareRequest(uuid4(), patient, "hdu", 1.0, "W1", "waiting")
+        await store.reserve("hdu", ("H1",), request.request_id, step="r", request=request)
+    assert await store.critical_care_waiting("hdu") == 1
+
+    def change(ward: dict[str, Any]) -> WardLayoutSet:
+        return WardLayoutSet(
+            event_id=uuid4(),
+            occurred_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+            recorded_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+            source="bed-manager",
+            ward=ward,  # type: ignore[arg-type]
+            changed_by="bed-manager",
+        )
+
+    grown = {"id": "W1", "level_of_care": "general", "bays": [{**MALE_BAY, "beds": 3}]}
+    outputs = await follower.apply(change(grown))
+    (assigned,) = [o.event for o in outputs if isinstance(o.event, BedAssigned)]
+    assert (assigned.patient_id, assigned.ward, assigned.bed) == ("P3", "W1", "W1-03")
+    assert await store.statuses("W1") == {b: "occupied" for b in ("W1-01", "W1-02", "W1-03")}
+    assert await store.waiting_count("W1") == 0
+
+    outputs = await follower.apply(change({"id": "H1", "level_of_care": "hdu", "beds": 2}))
+    (reserved,) = [o.event for o in outputs if isinstance(o.event, BedReserved)]
+    assert (reserved.patient_id, reserved.bed) == ("Q2", "H1-02")
+    assert await store.critical_care_waiting("hdu") == 0
+    scopes = {o.event.scope for o in outputs if isinstance(o.event, BedStateSnapshot)}
+    assert scopes == {"ward:H1", "level:hdu"}
