@@ -100,13 +100,26 @@ def build(settings: FusionSettings) -> faust.App:
     due: dict[str, float] = {}  # patient -> Unix time the timer should look at it again
     owned: set[int] = set()  # events.clean partitions this worker owns since the last rebalance
 
+    # The record last stored per patient, parsed, with the JSON it was stored as: a patient's next
+    # event reuses it instead of parsing the table's JSON again, as long as the table still holds
+    # that very value (a recovery or takeover that replaced it is parsed afresh).
+    parsed: dict[str, tuple[str, PatientRecord]] = {}
+
     def load(patient_id: str) -> PatientRecord | None:
         stored = patients.get(patient_id)
-        return PatientRecord.model_validate_json(stored) if stored else None
+        if not stored:
+            return None
+        cached = parsed.get(patient_id)
+        if cached is not None and cached[0] is stored:
+            return cached[1]
+        record = PatientRecord.model_validate_json(stored)
+        parsed[patient_id] = (stored, record)
+        return record
 
     def store(record: PatientRecord) -> None:
         value = record.model_dump_json()
         patients.data[record.patient_id] = value
+        parsed[record.patient_id] = (value, record)
         patients.send_changelog(record.partition, record.patient_id, value)
 
     def schedule(record: PatientRecord) -> None:
