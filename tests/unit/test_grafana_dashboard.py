@@ -45,6 +45,25 @@ REQUIRED_SERIES = {
     "wardflow_time_to_bed_seconds_bucket",
     "wardflow_bed_wait_seconds_bucket",
 }
+# Gauges of the scheduler's shared Redis state: every scheduler replica reports the same figure,
+# so a panel combines replicas with max (a sum would count each ward once per replica). Gauges a
+# replica reports for its own partitions (alerts, consumer lag, stage ready) are summed instead.
+SHARED_STATE_GAUGES = {
+    "wardflow_beds",
+    "wardflow_bed_requests_waiting",
+    "wardflow_bed_occupancy_ratio",
+    "wardflow_bed_request_oldest_wait_seconds",
+    "wardflow_critical_care_requests_waiting",
+    "wardflow_critical_care_oldest_wait_seconds",
+}
+PER_REPLICA_GAUGES = {
+    "wardflow_alerts_unacknowledged",
+    "wardflow_consumer_lag_records",
+    "wardflow_stage_ready",
+}
+_AGGREGATION = re.compile(
+    r"\b(sum|max|min|avg|count)\s+(?:by|without)\b|\b(sum|max|min|avg|count)\s*\("
+)
 _VARIABLE_USE = re.compile(r"\$(?:\{(\w+)[^}]*\}|(\w+))")
 
 
@@ -200,6 +219,28 @@ def test_dashboard_shows_what_issue_7_asks_for(dashboard: dict[str, Any]) -> Non
     queried = {series for query in queries(dashboard) for series in query.series}
     missing = REQUIRED_SERIES - queried
     assert not missing, missing
+
+
+def aggregations(expr: str) -> set[str]:
+    return {a or b for a, b in _AGGREGATION.findall(expr)}
+
+
+def test_aggregations_are_read_from_the_expression() -> None:
+    assert aggregations("max by (ward) (wardflow_beds) / sum(rate(x[5m]))") == {"max", "sum"}
+    assert aggregations("wardflow_beds") == set()
+
+
+def test_replicas_of_shared_and_per_replica_gauges_are_combined_correctly(
+    dashboard: dict[str, Any],
+) -> None:
+    for query in queries(dashboard):
+        if query.where.startswith("variable"):
+            continue
+        used = aggregations(query.expr)
+        if query.series & SHARED_STATE_GAUGES:
+            assert used == {"max"}, f"{query.where}: {query.expr}"
+        if query.series & PER_REPLICA_GAUGES:
+            assert used == {"sum"}, f"{query.where}: {query.expr}"
 
 
 # --- provisioning --------------------------------------------------------------------------
