@@ -51,6 +51,12 @@ LAST_PROCESSED_TIMESTAMP = Gauge(
     "Unix time of the last event a stage finished.",
     ["stage"],
 )
+CONSUMER_LAG_RECORDS = Gauge(
+    "wardflow_consumer_lag_records",
+    "Records of an input topic not yet processed by this replica of a stage: the sum over its"
+    " assigned partitions of the end offset minus the committed position.",
+    ["stage", "topic"],
+)
 END_TO_END_LATENCY_SECONDS = Histogram(
     "wardflow_end_to_end_latency_seconds",
     "Time from ingest accepting an event to a stage producing its outcome.",
