@@ -7,7 +7,7 @@ Names are `wardflow_<what>_<unit>`; counters end in `_total`; labels come only f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import (
@@ -63,6 +63,20 @@ END_TO_END_LATENCY_SECONDS = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+FAILURE_REASONS = ("invalid_event", "processing_error")
+"""The reasons any consuming stage may dead-letter a record for (stages add their own)."""
+
+
+def declare_stage(stage: str, topics: Iterable[str]) -> None:
+    """Create a consuming stage's series at 0 before its first event (input topics, lag, the
+    common failure reasons), so that `rate()` and `increase()` count that first event too."""
+    for name in topics:
+        EVENTS_IN.labels(stage, name)
+        CONSUMER_LAG_RECORDS.labels(stage, name)
+    for reason in FAILURE_REASONS:
+        EVENTS_REJECTED.labels(stage, reason)
 
 
 @contextmanager

@@ -100,6 +100,7 @@ class StageRunner:
         self.transient_errors = transient_errors
         self.clock = clock
         self._specs = {topic(settings, spec): spec for spec in inputs}
+        metrics.declare_stage(stage, [spec.name for spec in inputs])
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.producer: AIOKafkaProducer | None = None
@@ -160,8 +161,6 @@ class StageRunner:
         """Every `consumer_lag_seconds`, set `wardflow_consumer_lag_records` per input topic
         (`lag.py`). It runs beside the loop, so a stage stuck in a handler shows its lag grow."""
         names = {name: spec.name for name, spec in self._specs.items()}
-        for name in names.values():
-            metrics.CONSUMER_LAG_RECORDS.labels(self.stage, name).set(0)
         every = self.settings.consumer_lag_seconds
         while True:
             try:

@@ -209,7 +209,7 @@ def build(settings: FusionSettings) -> faust.App:
                     due.pop(patient_id, None)  # until its next event schedules it again
                     log.error("fusion flush failed error=%s", type(error).__name__)
 
-    metrics.CONSUMER_LAG_RECORDS.labels(STAGE, EVENTS_CLEAN.name).set(0)
+    metrics.declare_stage(STAGE, [EVENTS_CLEAN.name])
 
     @app.timer(interval=settings.consumer_lag_seconds)
     async def measure_lag() -> None:
