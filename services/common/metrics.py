@@ -7,7 +7,7 @@ Names are `wardflow_<what>_<unit>`; counters end in `_total`; labels come only f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import (
@@ -51,12 +51,32 @@ LAST_PROCESSED_TIMESTAMP = Gauge(
     "Unix time of the last event a stage finished.",
     ["stage"],
 )
+CONSUMER_LAG_RECORDS = Gauge(
+    "wardflow_consumer_lag_records",
+    "Records of an input topic not yet processed by this replica of a stage: the sum over its"
+    " assigned partitions of the end offset minus the committed position.",
+    ["stage", "topic"],
+)
 END_TO_END_LATENCY_SECONDS = Histogram(
     "wardflow_end_to_end_latency_seconds",
     "Time from ingest accepting an event to a stage producing its outcome.",
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+FAILURE_REASONS = ("invalid_event", "processing_error")
+"""The reasons any consuming stage may dead-letter a record for (stages add their own)."""
+
+
+def declare_stage(stage: str, topics: Iterable[str]) -> None:
+    """Create a consuming stage's series at 0 before its first event (input topics, lag, the
+    common failure reasons), so that `rate()` and `increase()` count that first event too."""
+    for name in topics:
+        EVENTS_IN.labels(stage, name)
+        CONSUMER_LAG_RECORDS.labels(stage, name)
+    for reason in FAILURE_REASONS:
+        EVENTS_REJECTED.labels(stage, reason)
 
 
 @contextmanager

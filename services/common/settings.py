@@ -41,6 +41,12 @@ class ServiceSettings(BaseSettings):
         default="", pattern=r"^[A-Za-z0-9._-]*$", description="Prefix for every topic name."
     )
     consumer_group: str = Field(default="", description="Consumer group; default per service.")
+    consumer_lag_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often a consuming stage refreshes wardflow_consumer_lag_records.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 disables /metrics.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 from prometheus_client import Gauge
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +32,7 @@ from schemas.topics import EVENTS_DLQ, TopicSpec
 from services.common import metrics
 from services.common.errors import summarise
 from services.common.kafka import make_consumer, make_producer, topic
+from services.common.lag import lag_by_topic, read_offsets
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,13 @@ class StageRunner:
         self.transient_errors = transient_errors
         self.clock = clock
         self._specs = {topic(settings, spec): spec for spec in inputs}
+        metrics.declare_stage(stage, [spec.name for spec in inputs])
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.producer: AIOKafkaProducer | None = None
+        # The first offset of each partition of the batch being processed (its committed
+        # position until the commit), for the consumer lag.
+        self._in_flight: dict[TopicPartition, int] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -117,10 +123,12 @@ class StageRunner:
                 if sent:
                     await asyncio.gather(*sent)
             await consumer.start()
+            lag_watch = asyncio.create_task(self._watch_lag(consumer))
             try:
                 next_tick = 0.0
                 while not self._stopping.is_set():
                     batch = await consumer.getmany(timeout_ms=200)
+                    self._in_flight = {tp: records[0].offset for tp, records in batch.items()}
                     if consumer.assignment() and not self.ready.is_set():
                         self.ready.set()
                         STAGE_READY.labels(self.stage).set(1)
@@ -140,11 +148,31 @@ class StageRunner:
                     if pending:
                         await asyncio.gather(*pending)
                     await consumer.commit()
+                    self._in_flight = {}
             finally:
                 STAGE_READY.labels(self.stage).set(0)
+                lag_watch.cancel()
+                await asyncio.gather(lag_watch, return_exceptions=True)
                 await consumer.stop()
         finally:
             await producer.stop()
+
+    async def _watch_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Every `consumer_lag_seconds`, set `wardflow_consumer_lag_records` per input topic
+        (`lag.py`). It runs beside the loop, so a stage stuck in a handler shows its lag grow."""
+        names = {name: spec.name for name, spec in self._specs.items()}
+        every = self.settings.consumer_lag_seconds
+        while True:
+            try:
+                async with asyncio.timeout(max(1.0, every)):
+                    offsets = await read_offsets(consumer, self._in_flight)
+            except (KafkaError, IllegalStateError, TimeoutError) as error:
+                # A rebalance or a slow broker: keep the last value, try again next time.
+                log.debug("consumer lag not read error=%s", type(error).__name__)
+            else:
+                for name, lag in lag_by_topic(offsets, names).items():
+                    metrics.CONSUMER_LAG_RECORDS.labels(self.stage, names[name]).set(lag)
+            await asyncio.sleep(every)
 
     async def _tick(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
         """Let the ticker act on the owned partitions; its outputs are acknowledged before the

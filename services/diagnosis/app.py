@@ -25,6 +25,7 @@ from schemas.assessments import (
     AssessmentIssued,
     CriticalCareBedRequested,
     CriticalCareBedRequestWithdrawn,
+    OpenAlert,
 )
 from schemas.codec import decode
 from schemas.patients import PatientStateUpdated
@@ -58,7 +59,16 @@ OBSERVATION_TO_ASSESSMENT_SECONDS = Histogram(
     buckets=metrics.LAG_BUCKETS,
 )
 ALERTS_UNACKNOWLEDGED = Gauge(
-    "wardflow_alerts_unacknowledged", "Open alerts nobody has acknowledged yet.", ["band"]
+    "wardflow_alerts_unacknowledged",
+    "Open alerts nobody has acknowledged yet (escalated or not), of the patients this replica"
+    " owns.",
+    ["band"],
+)
+ALERT_OLDEST_UNACKNOWLEDGED_SECONDS = Gauge(
+    "wardflow_alert_oldest_unacknowledged_seconds",
+    "Age of the oldest open alert nobody has acknowledged yet (escalated or not), of the patients"
+    " this replica owns; 0 when there is none.",
+    ["band"],
 )
 ACKNOWLEDGEMENT_SECONDS = Histogram(
     "wardflow_alert_acknowledgement_seconds",
@@ -97,6 +107,8 @@ class Diagnoser:
         self.pending: dict[str, AssessmentIssued] = {}
         self.contexts: dict[str, Context] = {}
         self.partitions: dict[str, int] = {}
+        self.unacknowledged: dict[str, OpenAlert] = {}  # patient -> open unacknowledged alert
+        self.owned: frozenset[int] | None = None  # partitions owned at the last tick (None: all)
 
     async def restore(self) -> None:
         """Read patients.alerts to its end: the latest alert state of every patient."""
@@ -116,10 +128,11 @@ class Diagnoser:
                     if known is None or state.version > known.version:
                         self.states[state.patient_id] = state
                         self.partitions[state.patient_id] = record.partition
+                        self._track(state.patient_id, state)
                         restored += 1
         finally:
             await reader.stop()
-        self._gauge_unacknowledged()
+        self._gauge_alerts(datetime.now(UTC))
         log.info(
             "restored alert states patients=%d seconds=%.1f",
             len(self.states),
@@ -161,7 +174,7 @@ class Diagnoser:
             now,
             self.rules,
         )
-        outputs = self._apply(patient, decision)
+        outputs = self._apply(patient, decision, now)
         latency = (now - state.cause_recorded_at).total_seconds()
         metrics.END_TO_END_LATENCY_SECONDS.labels(STAGE).observe(max(0.0, latency))
         issued = [o for o in decision.outputs if isinstance(o, AssessmentIssued)]
@@ -178,6 +191,7 @@ class Diagnoser:
         """Escalate overdue alerts, issue improvements that held, request beds for sustained
         bands: for the patients of the partitions this replica owns."""
         now = datetime.now(UTC)
+        self.owned = owned
         outputs: list[Output] = []
         for patient, state in list(self.states.items()):
             if self.partitions.get(patient, -1) not in owned:
@@ -189,10 +203,11 @@ class Diagnoser:
             )
             if decision.escalated is not None:
                 ESCALATIONS.labels(decision.escalated.value).inc()
-            outputs.extend(self._apply(patient, decision))
+            outputs.extend(self._apply(patient, decision, now))
+        self._gauge_alerts(now)  # the ages grow with time
         return outputs
 
-    def _apply(self, patient: str, decision: Decision) -> list[Output]:
+    def _apply(self, patient: str, decision: Decision, now: datetime) -> list[Output]:
         if decision.pending is None:
             self.pending.pop(patient, None)
         else:
@@ -209,34 +224,44 @@ class Diagnoser:
             band = decision.acknowledged.band.value
             ACKNOWLEDGEMENT_SECONDS.labels(band).observe(decision.acknowledged.seconds)
         if decision.changed:
-            before = _unacknowledged_band(self.states.get(patient))
             self.states[patient] = decision.state
             outputs.append(Output(PATIENTS_ALERTS, decision.state))
-            after = _unacknowledged_band(decision.state)
-            if before != after:  # the gauge moves with the one patient that changed
-                if before is not None:
-                    ALERTS_UNACKNOWLEDGED.labels(before.value).dec()
-                if after is not None:
-                    ALERTS_UNACKNOWLEDGED.labels(after.value).inc()
+            if self._track(patient, decision.state):
+                self._gauge_alerts(now)
         return outputs
 
-    def _gauge_unacknowledged(self) -> None:
-        """Count every patient once (after a restore); `_apply` keeps the count up to date."""
+    def _track(self, patient: str, state: AlertStateUpdated) -> bool:
+        """Keep the index of unacknowledged alerts; True when the patient's entry changed."""
+        before = self.unacknowledged.get(patient)
+        after = _unacknowledged(state)
+        if after is None:
+            self.unacknowledged.pop(patient, None)
+        else:
+            self.unacknowledged[patient] = after
+        return before != after
+
+    def _gauge_alerts(self, now: datetime) -> None:
+        """Count the open unacknowledged alerts per band, and the oldest one's age, over the
+        patients of the partitions this replica owns (another replica reports the others)."""
         counts = dict.fromkeys(ALERTING_BANDS, 0)
-        for state in self.states.values():
-            band = _unacknowledged_band(state)
-            if band is not None:
-                counts[band] += 1
-        for band, count in counts.items():
-            ALERTS_UNACKNOWLEDGED.labels(band.value).set(count)
+        oldest = dict.fromkeys(ALERTING_BANDS, 0.0)
+        for patient, alert in self.unacknowledged.items():
+            if self.owned is not None and self.partitions.get(patient, -1) not in self.owned:
+                continue
+            counts[alert.band] += 1
+            age = (now - alert.raised_at).total_seconds()
+            oldest[alert.band] = max(oldest[alert.band], age)
+        for band in ALERTING_BANDS:
+            ALERTS_UNACKNOWLEDGED.labels(band.value).set(counts[band])
+            ALERT_OLDEST_UNACKNOWLEDGED_SECONDS.labels(band.value).set(oldest[band])
 
 
-def _unacknowledged_band(state: AlertStateUpdated | None) -> Band | None:
-    """The band of the patient's open alert if nobody has acknowledged it yet."""
-    alert = None if state is None else state.alert
+def _unacknowledged(state: AlertStateUpdated) -> OpenAlert | None:
+    """The patient's open alert if it is medium or high and nobody has acknowledged it yet."""
+    alert = state.alert
     if alert is None or alert.acknowledged_at is not None or alert.band not in ALERTING_BANDS:
         return None
-    return alert.band
+    return alert
 
 
 def build(settings: DiagnosisSettings) -> StageRunner:

@@ -13,6 +13,9 @@ patient (a `PatientRecord` as JSON). The rules are in `domain.py`; this is the t
   snapshot is sent again, identical (same id): a kill -9 can lose a snapshot whose table write
   survived. Consumers deduplicate by `event_id`.
 - Agent, timer and takeover take one lock, so a patient's snapshots are sent in version order.
+- **Lag timer.** Every `consumer_lag_seconds` it sets `wardflow_consumer_lag_records` from
+  faust's consumer (`transport.consumer_lag`); the agent's `metrics.processing` sets the last
+  processed time, and the event-time lag is observed per event.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from services.fusion.adt import ADT_EVENT_TYPES
 from services.fusion.care import CARE_EVENT_TYPES
 from services.fusion.config import FusionSettings
 from services.fusion.domain import PatientRecord, flush, handle, next_due, republish
-from services.fusion.transport import TunedFetchApp
+from services.fusion.transport import TunedFetchApp, consumer_lag
 
 STAGE = "fusion"
 CLINICAL_EVENTS = (
@@ -218,6 +221,17 @@ def build(settings: FusionSettings) -> faust.App:
                 except Exception as error:  # one bad record must not stop the timer
                     due.pop(patient_id, None)  # until its next event schedules it again
                     log.error("fusion flush failed error=%s", type(error).__name__)
+
+    metrics.declare_stage(STAGE, [EVENTS_CLEAN.name])
+
+    @app.timer(interval=settings.consumer_lag_seconds)
+    async def measure_lag() -> None:
+        try:
+            lag = await consumer_lag(app, clean_topic.get_topic_name())
+        except Exception as error:  # a rebalance meanwhile; metrics must not stop the worker
+            log.debug("consumer lag not read error=%s", type(error).__name__)
+            return
+        metrics.CONSUMER_LAG_RECORDS.labels(STAGE, EVENTS_CLEAN.name).set(lag)
 
     async def take_over() -> None:
         clean_name = clean_topic.get_topic_name()

@@ -1,4 +1,5 @@
-"""A faust transport whose stream consumer honours a configurable fetch wait.
+"""faust plumbing: a transport whose stream consumer honours a configurable fetch wait, and the
+consumer lag read from faust's consumer.
 
 faust-streaming hard-codes `fetch_max_wait_ms=1500` for its stream consumer. Brokers that answer a
 fetch long-poll only when the wait expires (the embedded Tansu broker) would then add up to 1.5 s
@@ -7,11 +8,14 @@ per hop, so the wait comes from wardflow's settings instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from services.common.lag import PartitionOffsets, lag_by_topic
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -43,3 +47,24 @@ class TunedFetchApp(faust.App):
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+
+async def consumer_lag(app: faust.App, topic_name: str) -> int:
+    """Records of `topic_name` assigned to this worker and not committed yet (`lag.py`): per
+    partition, the larger of the fetched high watermark and the broker's end offset, minus faust's
+    committed offset (its position before the first commit)."""
+    consumer = app.consumer
+    assigned = sorted(tp for tp in consumer.assignment() if tp.topic == topic_name)
+    if not assigned:
+        return 0
+    fetched = {tp: consumer.highwater(tp) for tp in assigned}
+    broker = await consumer.highwaters(*assigned)
+    # faust keeps what it committed (or found committed when assigned) per partition here
+    committed: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    offsets = []
+    for tp in assigned:
+        done = committed.get(tp)
+        if done is None:
+            done = await consumer.position(tp)
+        offsets.append(PartitionOffsets(tp.topic, fetched[tp], broker.get(tp), done))
+    return lag_by_topic(offsets, [topic_name])[topic_name]

@@ -20,7 +20,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from schemas.base import Event
 from schemas.codec import encode
@@ -41,6 +41,13 @@ DUPLICATES = Counter(
     "wardflow_ingest_duplicates_total",
     "Events or messages a source sent again within the idempotency window (absorbed).",
     ["channel"],
+)
+
+SOURCE_LAST_EVENT = Gauge(
+    "wardflow_source_last_event_timestamp_seconds",
+    "Unix time this ingest replica last accepted an event from the source (a configured sender:"
+    " the name of its entry in the sources file); the time ingest started if it has sent none.",
+    ["source"],
 )
 
 
@@ -90,6 +97,7 @@ class Gateway:
         registry: SourceRegistry,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not settings.pseudonym_key.get_secret_value():
             raise ValueError("WARDFLOW_PSEUDONYM_KEY is required: patient identifiers are "
@@ -99,6 +107,11 @@ class Gateway:
         self.raw_topic = raw_topic
         self.registry = registry
         self.monotonic = monotonic
+        self.wall_clock = wall_clock
+        started = wall_clock()
+        for source in registry.sources:
+            if source.kinds:  # a sender, not only a client of the scheduler's API
+                SOURCE_LAST_EVENT.labels(source.name).set(started)
         self._pseudonym_key = settings.pseudonym_key.get_secret_value().encode()
         self._rates = RateLimiter()
         window, capacity = settings.idempotency_window_seconds, settings.idempotency_max_entries
@@ -153,6 +166,10 @@ class Gateway:
             lag = (now - event.occurred_at).total_seconds()
             metrics.EVENT_TIME_LAG_SECONDS.labels(STAGE).observe(max(0.0, lag))
         metrics.EVENTS_OUT.labels(STAGE, EVENTS_RAW.name).inc(len(fresh))
+        if events:  # accepted (a resend too: the source is alive)
+            accepted_at = self.wall_clock()
+            SOURCE_LAST_EVENT.labels(source.name).set(accepted_at)
+            metrics.LAST_PROCESSED_TIMESTAMP.labels(STAGE).set(accepted_at)
         return [str(e.event_id) for e in events]
 
     async def once(

@@ -61,12 +61,12 @@ from services.scheduler.domain import (
     wards_at_level,
     with_assessment,
 )
+from services.scheduler.gauges import GaugeBoard, read_figures
 from services.scheduler.metrics import (
     ALLOCATIONS,
-    BED_REQUESTS_WAITING,
     BED_WAIT_SECONDS,
-    BEDS,
     BEDS_BLOCKED,
+    CRITICAL_CARE_OLDEST_WAIT,
     CRITICAL_CARE_REQUESTS,
     CRITICAL_CARE_WAITING,
     TIME_TO_BED_SECONDS,
@@ -102,6 +102,7 @@ class Scheduler:
         self.store = store
         self.layout = layout
         self.policy = policy if policy is not None else configured_policy()
+        self.gauges = GaugeBoard()
         log.info(
             "scheduling policy version=%s tariff=%s",
             self.policy.version,
@@ -128,7 +129,14 @@ class Scheduler:
             )
             if result.expired:
                 outputs += await self._level_outputs(sweep, result, f"cc:{level}:expiry")
+        await self.refresh_gauges()
         return [*outputs, *await self.touched_snapshots()]  # a tick is not part of a batch
+
+    async def refresh_gauges(self) -> None:
+        """Every ward's and critical-care queue's gauges from Redis: also those this replica did
+        not change, and the oldest waits, which grow with time."""
+        wards, queues = await read_figures(self.store.redis, self.store.keys, self.layout)
+        self.gauges.show(wards, queues)
 
     async def touched_snapshots(self) -> list[Output]:
         """After each batch, before its offsets are committed: a snapshot of every ward or queue
@@ -582,9 +590,10 @@ class Scheduler:
         for ward_id in result.wards_changed:
             what = f"{tag}:{ward_id}:availability"
             outputs.append(await self._availability(ward_id, cause.event_id, common, what))
-        CRITICAL_CARE_WAITING.labels(level.value).set(
-            await self.store.critical_care_waiting(level.value)
-        )
+        queued = await self.store.critical_care_waiting(level.value)
+        CRITICAL_CARE_WAITING.labels(level.value).set(queued)
+        if queued == 0:  # a longer wait is read at the next tick
+            CRITICAL_CARE_OLDEST_WAIT.labels(level.value).set(0)
         return outputs
 
     def _reserved(
@@ -657,13 +666,11 @@ class Scheduler:
         self, ward_id: str, cause: UUID, common: dict[str, Any], what: str = ""
     ) -> Output:
         counts, waiting, blocked = await self.store.ward_counts(ward_id)
-        for status, count in counts.items():
-            BEDS.labels(ward_id, status.value).set(count)
-        for reason in BLOCKED_REASONS:
-            BEDS_BLOCKED.labels(ward_id, reason).set(blocked.get(reason, 0))
-        BED_REQUESTS_WAITING.labels(ward_id).set(waiting)
         ward = self.layout.ward(ward_id)
         assert ward is not None
+        self.gauges.ward_counts(ward_id, ward.level_of_care.value, counts, waiting)
+        for reason in BLOCKED_REASONS:
+            BEDS_BLOCKED.labels(ward_id, reason).set(blocked.get(reason, 0))
         return Output(
             BEDS_AVAILABILITY,
             WardAvailabilityUpdated(

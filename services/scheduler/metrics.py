@@ -1,5 +1,6 @@
 """The scheduler's Prometheus metrics (labels from small fixed sets: ward, status, reason,
-level_of_care, band, origin, outcome; never a patient or a bed)."""
+level_of_care, band, origin, outcome; never a patient or a bed). The ward and queue gauges are
+refreshed from Redis every tick (`gauges.py`): every replica reports the whole hospital."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ BEDS_BLOCKED = Gauge(
 )
 BED_REQUESTS_WAITING = Gauge(
     "wardflow_bed_requests_waiting", "Patients waiting for a bed.", ["ward"]
+)
+BED_OCCUPANCY = Gauge(
+    "wardflow_bed_occupancy_ratio",
+    "Occupied beds over all the ward's beds (0 to 1), by ward and its level of care.",
+    ["ward", "level_of_care"],
+)
+BED_REQUEST_OLDEST_WAIT = Gauge(
+    "wardflow_bed_request_oldest_wait_seconds",
+    "How long the patient waiting longest for a bed of the ward has waited; 0 when none waits.",
+    ["ward"],
 )
 ALLOCATIONS = Counter("wardflow_bed_allocations_total", "Beds given to patients.", ["ward"])
 TRANSITIONS_REFUSED = Counter(
@@ -40,6 +51,12 @@ CRITICAL_CARE_REQUESTS = Counter(
 CRITICAL_CARE_WAITING = Gauge(
     "wardflow_critical_care_requests_waiting",
     "Critical-care bed requests queued, by level of care.",
+    ["level_of_care"],
+)
+CRITICAL_CARE_OLDEST_WAIT = Gauge(
+    "wardflow_critical_care_oldest_wait_seconds",
+    "How long the oldest queued critical-care bed request (no bed reserved yet) of the level has"
+    " waited; 0 when none is queued.",
     ["level_of_care"],
 )
 LAYOUT_CHANGES = Counter(

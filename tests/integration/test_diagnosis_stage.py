@@ -9,6 +9,7 @@ from typing import Any
 from uuid import uuid4
 
 from schemas.assessments import AlertStateUpdated, AssessmentIssued
+from schemas.care import Acknowledgement
 from schemas.patients import (
     ConsciousnessReading,
     NumericReading,
@@ -20,7 +21,7 @@ from schemas.topics import PATIENTS_ALERTS, PATIENTS_ASSESSMENTS, PATIENTS_STATE
 from schemas.vocabulary import Band, Consciousness
 from services.diagnosis.app import build
 from services.diagnosis.config import DiagnosisSettings
-from tests.support import RunningStage, collect, metric_value, publish
+from tests.support import RunningStage, collect, eventually, metric_value, publish
 
 
 def state(patient: str, version: int, **numbers: float) -> PatientStateUpdated:
@@ -189,3 +190,56 @@ async def test_a_restarted_diagnosis_keeps_open_alerts_and_does_not_issue_again(
     assert len(of_patient(events, "P1", "AssessmentIssued")) == 1, "not issued again"
     assert len(of_patient(events, "P1", "CriticalCareBedRequested")) == 1, "not requested again"
     assert len(of_patient(events, "P1", "AlertEscalated")) == 1
+
+
+async def test_oldest_unacknowledged_alert_ages_with_the_tick_and_clears_on_acknowledgement(
+    settings_factory, producer, kafka, tmp_path
+) -> None:
+    settings = await settings_factory(
+        DiagnosisSettings, rules_file=fast_rules(tmp_path, respond_minutes=30), tick_seconds=0.1
+    )
+    first = sick_in_ward("P1", 1)
+    gauge = "wardflow_alert_oldest_unacknowledged_seconds"
+
+    def oldest(band: str) -> float:
+        return metric_value(gauge, band=band)
+
+    async with RunningStage(build(settings)):
+        await publish(producer, settings, PATIENTS_STATE, first)
+        alerts = await collect(
+            kafka.url,
+            settings,
+            PATIENTS_ALERTS,
+            lambda states: any(s.patient_id == "P1" and s.alert for s in states),
+        )
+        raised = next(s.alert for s in alerts if s.alert).raised_at
+
+        async def aged(seconds: float) -> bool:
+            return oldest("high") >= seconds
+
+        await eventually(lambda: aged(0.5))  # the tick moves it on without a new snapshot
+        age = oldest("high")
+        assert age <= (datetime.now(UTC) - raised).total_seconds()
+        assert oldest("medium") == 0
+        assert metric_value("wardflow_alerts_unacknowledged", band="high") == 1
+
+        seen = first.model_copy(
+            update={
+                "event_id": uuid4(),
+                "version": 2,
+                "care": first.care.model_copy(
+                    update={
+                        "acknowledgement": Acknowledgement(
+                            acknowledged_at=datetime.now(UTC), acknowledged_by_role="nurse"
+                        )
+                    }
+                ),
+            }
+        )
+        await publish(producer, settings, PATIENTS_STATE, seen)
+
+        async def cleared() -> bool:
+            return oldest("high") == 0
+
+        await eventually(cleared)
+        assert metric_value("wardflow_alerts_unacknowledged", band="high") == 0

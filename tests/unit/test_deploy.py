@@ -21,6 +21,9 @@ from pydantic_settings import BaseSettings
 
 import services.common.metrics
 import services.common.stage
+import services.diagnosis.app
+import services.ingest.gateway
+import services.scheduler.metrics
 from services.cleaning.config import CleaningSettings
 from services.common.settings import ServiceSettings
 from services.diagnosis.config import DiagnosisSettings
@@ -50,7 +53,13 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "topics": ServiceSettings,
 }
 # Imported for their side effect: they register the metrics the alert rules may use.
-METRIC_MODULES = (services.common.metrics, services.common.stage)
+METRIC_MODULES = (
+    services.common.metrics,
+    services.common.stage,
+    services.diagnosis.app,
+    services.ingest.gateway,
+    services.scheduler.metrics,
+)
 CHECKED_PREFIXES = ("WARDFLOW", "KAFKA_", "REDIS_")
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?P<default>:?-[^}]*)?\}")
 

@@ -1,0 +1,101 @@
+"""The arithmetic behind the gauges: consumer lag, occupancy, oldest waits (no broker, no Redis),
+and fusion's lag read from a stand-in for faust's consumer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from schemas.vocabulary import BedStatus
+from services.common.lag import PartitionOffsets, lag_by_topic
+from services.fusion.transport import consumer_lag
+from services.scheduler.gauges import occupancy_ratio, oldest_wait_seconds
+
+
+@pytest.mark.parametrize(
+    ("fetched", "broker", "consumed", "lag"),
+    [
+        (10, 10, 10, 0),  # caught up
+        (10, 10, 4, 6),
+        (10, 7, 4, 6),  # the embedded broker's end offset is short of the end: the fetch wins
+        (10, 15, 4, 11),  # a stage stuck in a handler fetches no more: the broker's end wins
+        (None, 15, 4, 11),  # nothing fetched yet
+        (None, None, 4, 0),  # end unknown: counts 0
+        (10, 10, None, 0),  # position unknown: counts 0
+        (3, 3, 5, 0),  # never negative
+    ],
+)
+def test_lag_of_a_partition_is_the_larger_end_minus_the_committed_position(
+    fetched: int | None, broker: int | None, consumed: int | None, lag: int
+) -> None:
+    partition = PartitionOffsets("t.events.raw", fetched, broker, consumed)
+    assert lag_by_topic([partition], ["t.events.raw"]) == {"t.events.raw": lag}
+
+
+def test_lag_sums_partitions_per_topic_and_reports_every_input_topic() -> None:
+    partitions = [
+        PartitionOffsets("a", 10, 10, 5),
+        PartitionOffsets("a", 20, 20, 18),
+        PartitionOffsets("b", 4, 4, 4),
+    ]
+    assert lag_by_topic(partitions, ["a", "b", "c"]) == {"a": 7, "b": 0, "c": 0}
+
+
+@pytest.mark.parametrize(
+    ("occupied", "others", "ratio"),
+    [(0, 0, 0.0), (0, 4, 0.0), (3, 1, 0.75), (4, 0, 1.0)],
+)
+def test_occupancy_is_occupied_over_all_beds_and_zero_without_beds(
+    occupied: int, others: int, ratio: float
+) -> None:
+    by_status = dict.fromkeys(BedStatus, 0) | {
+        BedStatus.OCCUPIED: occupied,
+        BedStatus.BLOCKED: others,
+    }
+    assert occupancy_ratio(by_status) == ratio
+
+
+def test_oldest_wait_is_the_earliest_request_and_zero_when_nobody_waits() -> None:
+    assert oldest_wait_seconds([], now=1000.0) == 0.0
+    assert oldest_wait_seconds([900.0, 400.0, 990.0], now=1000.0) == 600.0
+    assert oldest_wait_seconds([1001.0], now=1000.0) == 0.0  # a clock a little ahead
+
+
+class FakeFaustConsumer:
+    """What `consumer_lag` reads from faust's consumer: assignment, fetched and broker ends,
+    committed offsets and positions."""
+
+    def __init__(self) -> None:
+        self.clean = "t.events.clean"
+        self.changelog = "wardflow-fusion-patients-changelog"
+        self.fetched = {TopicPartition(self.clean, 0): 50, TopicPartition(self.clean, 1): 8}
+        self.broker = {TopicPartition(self.clean, 0): 40, TopicPartition(self.clean, 1): 12}
+        self._committed_offset: dict[Any, int | None] = {TopicPartition(self.clean, 0): 45}
+        self.positions = {TopicPartition(self.clean, 1): 2}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {*self.fetched, TopicPartition(self.changelog, 0)}
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.fetched[tp]
+
+    async def highwaters(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
+        return {tp: self.broker[tp] for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+
+class FakeApp:
+    def __init__(self, consumer: FakeFaustConsumer) -> None:
+        self.consumer = consumer
+
+
+async def test_fusion_lag_counts_its_input_topic_only_from_faust_committed_offsets() -> None:
+    consumer = FakeFaustConsumer()
+    # partition 0: max(50, 40) - committed 45 = 5; partition 1: max(8, 12) - position 2 = 10
+    # (nothing committed yet); the table's changelog partition is not fusion's input.
+    assert await consumer_lag(FakeApp(consumer), consumer.clean) == 15  # type: ignore[arg-type]
+    assert await consumer_lag(FakeApp(consumer), "other") == 0  # type: ignore[arg-type]
