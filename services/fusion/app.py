@@ -13,9 +13,9 @@ patient (a `PatientRecord` as JSON). The rules are in `domain.py`; this is the t
   snapshot is sent again, identical (same id): a kill -9 can lose a snapshot whose table write
   survived. Consumers deduplicate by `event_id`.
 - Agent, timer and takeover take one lock, so a patient's snapshots are sent in version order.
-- **Lag timer.** Every `consumer_lag_seconds` it sets `wardflow_consumer_lag_records` from
-  faust's consumer (`transport.consumer_lag`); the agent's `metrics.processing` sets the last
-  processed time, and the event-time lag is observed per event.
+- **Lag.** A service started with the worker sets `wardflow_consumer_lag_records` every
+  `consumer_lag_seconds` (`transport.consumer_lag`); the agent's `metrics.processing` sets the
+  last processed time, and the event-time lag is observed per event.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -36,6 +37,7 @@ from schemas.patients import PatientStateUpdated
 from schemas.topics import EVENTS_CLEAN, EVENTS_DLQ, PATIENTS_STATE, full_name
 from services.common import metrics
 from services.common.errors import summarise
+from services.common.kafka import make_reader
 from services.common.stage import STAGE_READY
 from services.fusion.adt import ADT_EVENT_TYPES
 from services.fusion.care import CARE_EVENT_TYPES
@@ -224,14 +226,31 @@ def build(settings: FusionSettings) -> faust.App:
 
     metrics.declare_stage(STAGE, [EVENTS_CLEAN.name])
 
-    @app.timer(interval=settings.consumer_lag_seconds)
-    async def measure_lag() -> None:
-        try:
-            lag = await consumer_lag(app, clean_topic.get_topic_name())
-        except Exception as error:  # a rebalance meanwhile; metrics must not stop the worker
-            log.debug("consumer lag not read error=%s", type(error).__name__)
-            return
-        metrics.CONSUMER_LAG_RECORDS.labels(STAGE, EVENTS_CLEAN.name).set(lag)
+    class LagWatcher(faust.Service):
+        """Sets the consumer lag every `consumer_lag_seconds`, asking the broker through its own
+        client (started and stopped with the worker)."""
+
+        reader: AIOKafkaConsumer | None = None
+
+        async def on_start(self) -> None:
+            self.reader = make_reader(settings)
+            await self.reader.start()
+
+        async def on_stop(self) -> None:
+            if self.reader is not None:
+                await self.reader.stop()
+
+        @faust.Service.timer(settings.consumer_lag_seconds)
+        async def _measure(self) -> None:
+            assert self.reader is not None
+            try:
+                lag = await consumer_lag(app.consumer, self.reader, clean_topic.get_topic_name())
+            except Exception as error:  # e.g. a rebalance meanwhile: must not stop the worker
+                log.debug("consumer lag not read error=%s", type(error).__name__)
+                return
+            metrics.CONSUMER_LAG_RECORDS.labels(STAGE, EVENTS_CLEAN.name).set(lag)
+
+    app.service(LagWatcher)
 
     async def take_over() -> None:
         clean_name = clean_topic.get_topic_name()

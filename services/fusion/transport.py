@@ -9,10 +9,11 @@ per hop, so the wait comes from wardflow's settings instead.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiokafka
 import faust
+from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from services.common.lag import PartitionOffsets, lag_by_topic
@@ -49,22 +50,41 @@ class TunedFetchApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
-async def consumer_lag(app: faust.App, topic_name: str) -> int:
-    """Records of `topic_name` assigned to this worker and not committed yet (`lag.py`): per
-    partition, the larger of the fetched high watermark and the broker's end offset, minus faust's
-    committed offset (its position before the first commit)."""
-    consumer = app.consumer
+class OffsetReader(Protocol):
+    """The calls `consumer_lag` makes of the broker (an `AIOKafkaConsumer` without a group)."""
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+
+
+async def consumer_lag(consumer: Any, reader: OffsetReader, topic_name: str) -> int:
+    """Records of `topic_name` assigned to this faust worker and not committed yet (`lag.py`).
+
+    Per partition: the larger of the fetched high watermark (faust's `consumer.highwater`) and
+    the broker's end offset, minus the offset faust committed (or found committed when it was
+    assigned); where nothing was ever committed, the log's start, where faust began. The broker
+    is asked through `reader`, this process's own client: never through faust's consumer thread,
+    whose two method-queue workers also serve its fetches and commits.
+    """
     assigned = sorted(tp for tp in consumer.assignment() if tp.topic == topic_name)
     if not assigned:
         return 0
-    fetched = {tp: consumer.highwater(tp) for tp in assigned}
-    broker = await consumer.highwaters(*assigned)
-    # faust keeps what it committed (or found committed when assigned) per partition here
+    fetched = {tp: consumer.highwater(tp) for tp in assigned}  # reads state, no call
+    partitions = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+    ends = await reader.end_offsets(partitions)
+    # faust keeps the committed offset per partition here (None until one is known)
     committed: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    unknown = [tp for tp in partitions if committed.get(tp) is None]
+    starts = await reader.beginning_offsets(unknown) if unknown else {}
     offsets = []
-    for tp in assigned:
+    for tp in partitions:
         done = committed.get(tp)
-        if done is None:
-            done = await consumer.position(tp)
-        offsets.append(PartitionOffsets(tp.topic, fetched[tp], broker.get(tp), done))
+        offsets.append(
+            PartitionOffsets(
+                tp.topic, fetched[tp], ends.get(tp), starts.get(tp) if done is None else done
+            )
+        )
     return lag_by_topic(offsets, [topic_name])[topic_name]

@@ -64,38 +64,43 @@ def test_oldest_wait_is_the_earliest_request_and_zero_when_nobody_waits() -> Non
 
 
 class FakeFaustConsumer:
-    """What `consumer_lag` reads from faust's consumer: assignment, fetched and broker ends,
-    committed offsets and positions."""
+    """What `consumer_lag` reads from faust's consumer: its assignment, the fetched high
+    watermarks and the offsets it committed; it must call nothing (no method-queue call)."""
 
-    def __init__(self) -> None:
-        self.clean = "t.events.clean"
-        self.changelog = "wardflow-fusion-patients-changelog"
-        self.fetched = {TopicPartition(self.clean, 0): 50, TopicPartition(self.clean, 1): 8}
-        self.broker = {TopicPartition(self.clean, 0): 40, TopicPartition(self.clean, 1): 12}
-        self._committed_offset: dict[Any, int | None] = {TopicPartition(self.clean, 0): 45}
-        self.positions = {TopicPartition(self.clean, 1): 2}
+    def __init__(self, clean: str) -> None:
+        self.fetched = {TopicPartition(clean, 0): 50, TopicPartition(clean, 1): 8}
+        self._committed_offset: dict[Any, int | None] = {TopicPartition(clean, 0): 45}
+        self.changelog = TopicPartition("wardflow-fusion-patients-changelog", 0)
 
     def assignment(self) -> set[TopicPartition]:
-        return {*self.fetched, TopicPartition(self.changelog, 0)}
+        return {*self.fetched, self.changelog}
 
     def highwater(self, tp: TopicPartition) -> int:
         return self.fetched[tp]
 
-    async def highwaters(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
-        return {tp: self.broker[tp] for tp in tps}
 
-    async def position(self, tp: TopicPartition) -> int:
-        return self.positions[tp]
+class FakeBroker:
+    def __init__(self, clean: str) -> None:
+        self.ends = {TopicPartition(clean, 0): 40, TopicPartition(clean, 1): 12}
+        self.starts = {TopicPartition(clean, 0): 0, TopicPartition(clean, 1): 3}
+        self.asked: list[list[TopicPartition]] = []
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked.append(partitions)
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        self.asked.append(partitions)
+        return {tp: self.starts[tp] for tp in partitions}
 
 
-class FakeApp:
-    def __init__(self, consumer: FakeFaustConsumer) -> None:
-        self.consumer = consumer
-
-
-async def test_fusion_lag_counts_its_input_topic_only_from_faust_committed_offsets() -> None:
-    consumer = FakeFaustConsumer()
-    # partition 0: max(50, 40) - committed 45 = 5; partition 1: max(8, 12) - position 2 = 10
-    # (nothing committed yet); the table's changelog partition is not fusion's input.
-    assert await consumer_lag(FakeApp(consumer), consumer.clean) == 15  # type: ignore[arg-type]
-    assert await consumer_lag(FakeApp(consumer), "other") == 0  # type: ignore[arg-type]
+async def test_fusion_lag_counts_its_input_topic_from_faust_committed_offsets() -> None:
+    clean = "t.events.clean"
+    consumer, broker = FakeFaustConsumer(clean), FakeBroker(clean)
+    # partition 0: max(50, 40) - committed 45 = 5; partition 1: max(8, 12) - the log's start 3
+    # = 9 (nothing committed yet); the table's changelog partition is not fusion's input.
+    assert await consumer_lag(consumer, broker, clean) == 14
+    assert all(tp.topic == clean for asked in broker.asked for tp in asked)
+    assert await consumer_lag(consumer, broker, "other") == 0
