@@ -41,6 +41,7 @@ from bench.probe import (
     backlog_growth,
     cpu_share,
     drained,
+    other_load,
     peak_rss_mib,
     rate,
 )
@@ -197,7 +198,10 @@ async def run_rate(
     verdict = judge(per_second, through, growth, inflows(first, last, FLOWS), errors=errors,
                     drained=drained_in is not None)  # fmt: skip
     latencies = relay_latencies(driver, records, *window)
-    account = StageAccount("relays", len(driver.sent_at), len(delivered(driver, records)))
+    queued = sum(max(0, round(probe.samples[-1].backlog(flow))) for flow in FLOWS)
+    account = StageAccount(
+        "relays", len(driver.sent_at), len(delivered(driver, records)), queued=queued
+    )
     return {
         "system": "baseline",
         "offered_eps": per_second,
@@ -213,6 +217,7 @@ async def run_rate(
         "backlog_growth_per_second": {k: round(v, 1) for k, v in growth.items()},
         "drained_seconds_after_last_send": drained_in,
         "cpu_share": cpu_share(first, last),
+        "other_load_cores": other_load(first, last),
         "peak_rss_mib": peak_rss_mib(probe.samples),
         "accounts": [{**asdict(account), "lost": account.lost}],
         "events_lost": account.lost,

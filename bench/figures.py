@@ -117,8 +117,9 @@ def max_sustained(points: Sequence[RatePoint]) -> RatePoint | None:
 @dataclass(frozen=True)
 class StageAccount:
     """Where the records that reached one stage went. `lost` is what nobody accounts for: not
-    passed on or taken in (`processed`), not dropped as a duplicate, not in the dead-letter topic
-    and not dropped for a counted reason (e.g. no vital sign left). It must be 0; negative means
+    passed on or taken in (`processed`), not dropped as a duplicate, not in the dead-letter topic,
+    not dropped for a counted reason (e.g. no vital sign left) and not still queued for the stage
+    when the account was taken (a backlog that had not drained). It must be 0; negative means
     something was counted twice (a redelivery)."""
 
     stage: str
@@ -127,10 +128,13 @@ class StageAccount:
     deduplicated: int = 0
     dead_lettered: int = 0
     dropped: int = 0
+    queued: int = 0
 
     @property
     def lost(self) -> int:
-        accounted = self.processed + self.deduplicated + self.dead_lettered + self.dropped
+        accounted = (
+            self.processed + self.deduplicated + self.dead_lettered + self.dropped + self.queued
+        )
         return self.received - accounted
 
 
@@ -142,6 +146,7 @@ def ids_account(
     *,
     deduplicated: int = 0,
     dropped: int = 0,
+    queued: int = 0,
 ) -> StageAccount:
     """A stage whose outputs carry the input's event id: every id received is found downstream,
     in the dead-letter topic, or among the counted duplicates and drops (which carry no id)."""
@@ -152,4 +157,5 @@ def ids_account(
         deduplicated=deduplicated,
         dead_lettered=len(received & dead_lettered - passed),
         dropped=dropped,
+        queued=queued,
     )

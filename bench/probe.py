@@ -149,6 +149,18 @@ def cpu_share(first: Sample, last: Sample) -> dict[str, float]:
     }
 
 
+def other_load(first: Sample, last: Sample) -> float | None:
+    """Cores busy with processes other than the ones measured (other work on the machine)."""
+    if first.system_busy is None or last.system_busy is None:
+        return None
+    ours = sum(
+        last.cpu_seconds[n] - first.cpu_seconds[n]
+        for n in last.cpu_seconds
+        if n in first.cpu_seconds
+    )
+    return round(max(0.0, (last.system_busy - first.system_busy - ours) / (last.at - first.at)), 2)
+
+
 def peak_rss_mib(samples: Sequence[Sample]) -> dict[str, float]:
     peaks: dict[str, int] = {}
     for sample in samples:

@@ -83,7 +83,8 @@ def verdict(text: str, value: float | None, threshold: float, *, at_least: bool)
 
 
 def _ms(summary: dict[str, Any], *points: str) -> str:
-    return " / ".join("-" if summary[p] is None else f"{summary[p]:,.0f}" for p in points)
+    # Record timestamps are whole milliseconds: a hop shorter than that can show as -0.x.
+    return " / ".join("-" if summary[p] is None else f"{max(0.0, summary[p]):,.0f}" for p in points)
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:

@@ -139,6 +139,11 @@ def test_every_received_event_is_accounted_for_or_lost() -> None:
     assert StageAccount("fusion", received=10, processed=11).lost == -1  # counted twice
 
 
+def test_a_backlog_still_queued_is_not_counted_as_lost() -> None:
+    assert StageAccount("fusion", received=100, processed=60, queued=40).lost == 0
+    assert StageAccount("fusion", received=100, processed=60, queued=30).lost == 10
+
+
 def test_ids_account_finds_each_id_downstream_or_dead_lettered() -> None:
     received = {"a", "b", "c", "d", "e"}
     account = ids_account("cleaning", received, passed={"a", "b", "x"}, dead_lettered={"c", "y"},
