@@ -132,7 +132,7 @@ class Driver:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         if self.tasks:
-            await asyncio.wait(self.tasks, timeout=15.0)
+            await asyncio.wait(self.tasks, timeout=60.0)  # each ends by the request timeout
         return lag
 
 
@@ -190,6 +190,8 @@ async def run_rate(
         stop.set()
         await sampling
     records = await tail.read()
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        final = await probe.sample(client)  # what is still queued when the account is taken
     inside = probe.between(*window)
     first, last = inside[0], inside[-1]
     through = rate(first, last, THROUGH)
@@ -198,7 +200,7 @@ async def run_rate(
     verdict = judge(per_second, through, growth, inflows(first, last, FLOWS), errors=errors,
                     drained=drained_in is not None)  # fmt: skip
     latencies = relay_latencies(driver, records, *window)
-    queued = sum(max(0, round(probe.samples[-1].backlog(flow))) for flow in FLOWS)
+    queued = sum(max(0, round(final.backlog(flow))) for flow in FLOWS)
     account = StageAccount(
         "relays", len(driver.sent_at), len(delivered(driver, records)), queued=queued
     )

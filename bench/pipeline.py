@@ -121,8 +121,9 @@ async def run_rate(pipeline: Pipeline, number: int, per_second: float, options: 
         admitted_in = await wait_drained(pipeline, DRAIN_SECONDS)
         phase("admissions")
         seconds = options.warmup_seconds + options.duration_seconds
-        start = time.time() + 0.5 + per_second * seconds * 40e-6  # after the bodies are made
-        slices = timetable(cohort, per_second, seconds, start)
+        stamped = time.time() + 0.5 + per_second * seconds * 40e-6  # after the bodies are made
+        slices = timetable(cohort, per_second, seconds, stamped)
+        start = max(stamped, time.time() + 0.05)  # if late, readings are sent a little later
         window = (start + options.warmup_seconds, start + seconds)
         await asyncio.sleep(max(0.0, start - time.time()))
         await poster.on_timetable(slices, start)

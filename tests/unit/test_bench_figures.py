@@ -17,6 +17,7 @@ from bench.figures import (
     slope,
 )
 from bench.probe import Flow, Sample, parse_counters, total
+from bench.report import latest
 
 
 @pytest.mark.parametrize(
@@ -179,3 +180,37 @@ def test_backlog_is_what_was_written_to_a_stage_minus_what_it_took_in() -> None:
     sample = Sample(0.0, {"fusion": parse_counters(METRICS),
                           "diagnosis": parse_counters(diagnosis)}, {}, {})  # fmt: skip
     assert sample.backlog(flow) == 6.0
+
+
+def _row(system: str, offered: float, through: float, sustained: bool, p99_ms: float) -> dict:
+    return {"system": system, "offered_eps": offered, "sustained_eps": through,
+            "sustained": sustained, "e2e_ms": {"p50": p99_ms / 2, "p99": p99_ms}}  # fmt: skip
+
+
+def test_latest_json_headline_figures_and_targets() -> None:
+    rows = [
+        _row("pipeline", 500, 498, True, 40),
+        _row("pipeline", 1000, 990, True, 150),
+        _row("pipeline", 2000, 1200, False, 4000),
+        _row("baseline", 1000, 1000, True, 20),
+        _row("baseline", 2000, 1990, True, 30),
+        _row("baseline", 3000, 2000, False, 900),
+    ]
+    machine = {"date": "2026-01-01T00:00:00+00:00", "git_commit": "abc1234"}
+    summary = latest({"scenarios": rows, "machine": machine, "options": {}, "checks": {}})
+    assert summary["pipeline"]["max_throughput_eps"] == 990
+    assert summary["pipeline"]["p99_seconds_at_1000_eps"] == 0.15
+    assert summary["baseline"]["max_throughput_eps"] == 1990
+    assert summary["ratio"] == round(990 / 1990, 3)
+    assert [t["met"] for t in summary["targets"]] == [False, True]  # 50 % of the relay; 150 ms
+    assert (summary["date"], summary["commit"]) == (machine["date"], "abc1234")
+
+
+def test_no_sustained_rate_means_no_maximum_and_no_ratio() -> None:
+    rows = [_row("pipeline", 250, 100, False, 5000), _row("baseline", 250, 250, True, 10)]
+    summary = latest({"scenarios": rows, "machine": {"date": "d", "git_commit": "c"},
+                      "options": {}, "checks": {}})  # fmt: skip
+    assert summary["pipeline"]["max_throughput_eps"] is None
+    assert summary["pipeline"]["p99_seconds_at_1000_eps"] is None  # 1,000/s was not run
+    assert summary["ratio"] is None
+    assert summary["targets"][0]["met"] is None
