@@ -113,6 +113,9 @@ FAMILIES: dict[str, tuple[Family, Rows]] = {
 WRITERS: dict[str, Callable[[Path, dict[str, Any]], list[Path]]] = {
     "pipeline": report.write,  # latest.json, pipeline.md and pipeline.png
 }
+HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "pipeline": report.headline_lines,  # the maxima and the targets, beside the table
+}
 SCENARIO_BOUND = {"pipeline": 60}  # windows a family may take before it is deemed hung
 
 
@@ -172,6 +175,8 @@ async def run_families(names: list[str], options: Options, console: Console) -> 
         print_table(console, name, results)
         for key, value in checks.items():
             console.print(f"{key}: {value}")
+        for line in HEADLINES.get(name, lambda _: [])(report):
+            console.print(line)
         console.print("written: " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
 
 

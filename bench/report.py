@@ -64,12 +64,13 @@ def latest(report: dict[str, Any]) -> dict[str, Any]:
         "baseline": baseline,
         "ratio": ratio,
         "targets": [
-            verdict("pipeline max >= 60 % of the relay's", ratio, RATIO_TARGET, at_least=True),
+            verdict("pipeline max / relay max >= 0.6", ratio, RATIO_TARGET, at_least=True),
             verdict(
                 "e2e p99 <= 200 ms at 1,000 events/s",
                 pipeline["p99_seconds_at_1000_eps"],
                 P99_TARGET_SECONDS,
                 at_least=False,
+                unit="s",
             ),
         ],
         "definitions": DEFINITIONS,
@@ -77,9 +78,11 @@ def latest(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verdict(text: str, value: float | None, threshold: float, *, at_least: bool) -> dict[str, Any]:
+def verdict(
+    text: str, value: float | None, threshold: float, *, at_least: bool, unit: str = ""
+) -> dict[str, Any]:
     met = None if value is None else (value >= threshold if at_least else value <= threshold)
-    return {"text": text, "value": value, "threshold": threshold, "met": met}
+    return {"text": text, "value": value, "unit": unit, "threshold": threshold, "met": met}
 
 
 def _ms(summary: dict[str, Any], *points: str) -> str:
@@ -134,11 +137,6 @@ def markdown(summary: dict[str, Any]) -> str:
         return ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0]),
                 *("| " + " | ".join(row) + " |" for row in cells[1:])]  # fmt: skip
 
-    def figure(value: float | None, unit: str = "") -> str:
-        return "-" if value is None else f"{value:,.1f}{unit}"
-
-    pipeline, baseline = summary["pipeline"], summary["baseline"]
-    lower = " (every rate tried was sustained: a lower bound)"
     lines = [
         "# wardflow bench: pipeline",
         "",
@@ -149,17 +147,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "(`other load` is CPU used by other processes during the window, in cores). Produced "
         "by `make bench`; targets are reported, never asserted.",
         "",
-        f"- pipeline max sustained: **{figure(pipeline['max_throughput_eps'], ' events/s')}**"
-        f" (offered {figure(pipeline['max_sustained_offered_eps'], '/s')})"
-        + (lower if pipeline["every_rate_sustained"] else ""),
-        f"- relay baseline max sustained: **{figure(baseline['max_throughput_eps'], ' events/s')}**"
-        f" (offered {figure(baseline['max_sustained_offered_eps'], '/s')})"
-        + (lower if baseline["every_rate_sustained"] else ""),
-        *(
-            f"- {t['text']}: {'-' if t['value'] is None else t['value']} -> "
-            + {True: "met", False: "**MISSED**", None: "n/a"}[t["met"]]
-            for t in summary["targets"]
-        ),
+        *(f"- {line}" for line in summary_lines(summary)),
         "",
         *table(table_rows(rows)),
         "",
@@ -174,6 +162,33 @@ def markdown(summary: dict[str, Any]) -> str:
         *(f"- {key}: {value}" for key, value in summary["checks"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The two maxima and each target with its value and verdict (Markdown emphasis)."""
+
+    def figure(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:,.1f}{unit}"
+
+    lines = []
+    for system, name in (("pipeline", "pipeline"), ("baseline", "relay baseline")):
+        part = summary[system]
+        lines.append(
+            f"{name} max sustained: **{figure(part['max_throughput_eps'], ' events/s')}** "
+            f"(offered {figure(part['max_sustained_offered_eps'], '/s')})"
+            + (" (every rate tried was sustained: a lower bound)"
+               if part["every_rate_sustained"] else "")
+        )  # fmt: skip
+    for target in summary["targets"]:
+        verdict = {True: "met", False: "**MISSED**", None: "n/a"}[target["met"]]
+        value = "-" if target["value"] is None else f"{target['value']:g} {target['unit']}".strip()
+        lines.append(f"target {target['text']}: {value} -> {verdict}")
+    return lines
+
+
+def headline_lines(report: dict[str, Any]) -> list[str]:
+    """For the console: the maxima and the targets of a run, without Markdown emphasis."""
+    return [line.replace("**", "") for line in summary_lines(latest(report))]
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
