@@ -108,6 +108,8 @@ async def run_rate(pipeline: Pipeline, number: int, per_second: float, options: 
     cohort = Cohort(number, PATIENTS, datetime.now(UTC))
     poster = Poster(pipeline.pool)
     probe = Probe(pipeline.urls, pipeline.pids)
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        base = await probe.sample(client)  # the account's start: before this rate sends anything
     stop = asyncio.Event()
     sampling = asyncio.create_task(probe.run(stop))
     phases: dict[str, float] = {}
@@ -143,7 +145,8 @@ async def run_rate(pipeline: Pipeline, number: int, per_second: float, options: 
     async with httpx.AsyncClient(timeout=2.0) as client:
         final = await probe.sample(client)
     phase("read_back")
-    row = rate_row(per_second, probe, final, records, poster, window, drained_in, admitted_in)
+    row = rate_row(per_second, probe, (base, final), records, poster, window, drained_in,
+                   admitted_in)  # fmt: skip
     return {**row, "phase_seconds": phases}
 
 
@@ -194,7 +197,7 @@ def accounts(
 def rate_row(
     per_second: float,
     probe: Probe,
-    final: Sample,
+    account_span: tuple[Sample, Sample],
     records: PipelineRecords,
     poster: Poster,
     window: tuple[float, float],
@@ -209,7 +212,7 @@ def rate_row(
     errors = sum(poster.sent.errors.values())
     verdict = judge(per_second, through, growth, arriving, errors=errors,
                     drained=drained_in is not None)  # fmt: skip
-    stage_accounts = accounts(probe.samples[0], final, records, poster.sent.accepted)
+    stage_accounts = accounts(*account_span, records, poster.sent.accepted)
     latencies = records.latencies(*window)
     snapshots = len(latencies["e2e_state"])
     return {
