@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/wardflow schemas generate
 
-# The pipeline family by default (about 5 minutes); BENCH="ingest stages" picks others, and
+# The pipeline family by default (about 6 minutes from a fresh clone); BENCH="ingest stages" picks others, and
 # `.venv/bin/python -m bench` runs every family (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH)

@@ -55,6 +55,7 @@ TOPICS = tuple(f"bench.relay.{hop}" for hop in range(RELAYS + 1))
 EXTRA_RATES = (8_000.0, 12_000.0, 16_000.0, 24_000.0)
 POOL_RECORDS = 20_000
 DRAIN_SECONDS = 30.0
+BUDGET_WINDOWS = 12  # no new rate starts after this many (warm-up + window)s: make bench < 10 min
 FLOWS = tuple(
     Flow(
         f"relay-{hop}",
@@ -248,7 +249,13 @@ async def sweep(
         await tail.start()
         try:
             driver = Driver(BatchWriter(producer, TOPICS[0]), pool)
+            deadline = time.monotonic() + BUDGET_WINDOWS * (
+                options.warmup_seconds + options.duration_seconds
+            )
             for per_second in (*rates, *EXTRA_RATES):
+                if rows and time.monotonic() > deadline:
+                    rows[-1]["sweep_cut_by_time_budget"] = True
+                    break
                 row = await run_rate(stack, driver, tail, per_second, options)
                 rows.append(row)
                 verdicts.append(Verdict(row["sustained"], row["clearly_not_sustained"]))

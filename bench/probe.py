@@ -108,7 +108,11 @@ class Probe:
                     await asyncio.wait_for(stop.wait(), max(0.0, left))
 
     def between(self, start: float, end: float) -> list[Sample]:
-        return [s for s in self.samples if start <= s.at <= end]
+        """The samples taken in [start, end]; at least two, or the window cannot be measured."""
+        inside = [s for s in self.samples if start <= s.at <= end]
+        if len(inside) < 2:
+            raise RuntimeError(f"{len(inside)} samples in the measured window, need two")
+        return inside
 
 
 def machine_busy_seconds() -> float:
