@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 0
 SIMULATE ?= 1
+BENCH ?= pipeline
 
 .PHONY: run test lint typecheck schemas bench clean
 
@@ -34,8 +35,10 @@ typecheck: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/wardflow schemas generate
 
+# The pipeline family by default (about 6 minutes from a fresh clone); BENCH="ingest stages" picks others, and
+# `.venv/bin/python -m bench` runs every family (bench/README.md).
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

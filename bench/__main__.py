@@ -21,7 +21,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import diagnosis, ingest, scheduler, scoring, stages
+from bench import diagnosis, ingest, pipeline, report, scheduler, scoring, stages
 from bench.common import Options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,11 +108,21 @@ FAMILIES: dict[str, tuple[Family, Rows]] = {
     "scoring": (scoring.run, scoring.table_rows),
     "diagnosis": (diagnosis.run, diagnosis.table_rows),
     "scheduler": (scheduler.run, scheduler.table_rows),
+    "pipeline": (pipeline.run, report.table_rows),
 }
+WRITERS: dict[str, Callable[[Path, dict[str, Any]], list[Path]]] = {
+    "pipeline": report.write,  # latest.json, pipeline.md and pipeline.png
+}
+HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "pipeline": report.headline_lines,  # the maxima and the targets, beside the table
+}
+SCENARIO_BOUND = {"pipeline": 60}  # windows a family may take before it is deemed hung
 
 
-def write_results(directory: Path, family: str, report: dict[str, Any]) -> tuple[Path, Path]:
+def write_results(directory: Path, family: str, report: dict[str, Any]) -> list[Path]:
     """`<family>.json` (everything) and `<family>.md` (the table), both meant to be committed."""
+    if family in WRITERS:
+        return WRITERS[family](directory, report)
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{family}.json", directory / f"{family}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -135,7 +145,7 @@ def write_results(directory: Path, family: str, report: dict[str, Any]) -> tuple
         *(f"- {key}: {value}" for key, value in report["checks"].items()),
     ]
     md_path.write_text("\n".join(lines) + "\n")
-    return json_path, md_path
+    return [json_path, md_path]
 
 
 def print_table(console: Console, family: str, scenarios: list[dict[str, Any]]) -> None:
@@ -151,8 +161,10 @@ def print_table(console: Console, family: str, scenarios: list[dict[str, Any]]) 
 
 async def run_families(names: list[str], options: Options, console: Console) -> None:
     # Bounded as a whole too: every scenario ends by itself, this catches anything that hangs.
-    bound = 300 + 10 * (options.warmup_seconds + options.duration_seconds)
     for name in names:
+        bound = 300 + SCENARIO_BOUND.get(name, 10) * (
+            options.warmup_seconds + options.duration_seconds
+        )
         console.print(f"[bold]{name}[/]: logs in {options.log_dir}")
         async with asyncio.timeout(bound):
             results, checks = await FAMILIES[name][0](options)
@@ -163,6 +175,8 @@ async def run_families(names: list[str], options: Options, console: Console) -> 
         print_table(console, name, results)
         for key, value in checks.items():
             console.print(f"{key}: {value}")
+        for line in HEADLINES.get(name, lambda _: [])(report):
+            console.print(line)
         console.print("written: " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,7 +20,8 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.common.embedded import EmbeddedServer, free_port, start_kafka
+from bench.figures import latency_summary
+from services.common.embedded import EmbeddedServer, die_with_parent, free_port, start_kafka
 from services.common.kafka import create_topics
 from services.common.settings import ServiceSettings
 from services.launcher.processes import ManagedProcess, start_process, stop_all
@@ -43,6 +46,7 @@ class Stack:
     kafka: EmbeddedServer | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    servers: list[EmbeddedServer] = field(default_factory=list)  # e.g. Redis, stopped last
 
     @property
     def kafka_url(self) -> str:
@@ -57,14 +61,22 @@ class Stack:
         return {**pids, "client": psutil.Process().pid}
 
     async def start_service(
-        self, name: str, env: dict[str, str], timeout_seconds: float = 60.0
+        self,
+        name: str,
+        env: dict[str, str],
+        timeout_seconds: float = 60.0,
+        module: list[str] | None = None,
     ) -> None:
-        """`wardflow service <name>`, awaited until its /metrics says the stage is ready."""
+        """`wardflow service <name>` (or `python -m <module...>`), awaited until its /metrics
+        says the stage `name` is ready."""
         metrics_port = free_port()
         env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_url, **env}
         env["WARDFLOW_METRICS_PORT"] = str(metrics_port)
         self.metrics_ports[name] = metrics_port
-        managed = start_process(name, ["service", name], env, self.log_dir)
+        if module is None:
+            managed = start_process(name, ["service", name], env, self.log_dir)
+        else:
+            managed = start_module(name, module, env, self.log_dir)
         self.services[name] = managed
         marker = f'wardflow_stage_ready{{stage="{name}"}} 1.0'
         url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -72,8 +84,29 @@ class Stack:
 
     def stop(self) -> None:
         stop_all(list(self.services.values()))
+        for server in self.servers:
+            server.stop()
         if self.kafka is not None:
             self.kafka.stop()
+
+
+def start_module(
+    name: str, module: list[str], env: dict[str, str], log_dir: Path
+) -> ManagedProcess:
+    """`python -m <module...>` with this interpreter, started and logged as the services are."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *module],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
+        )
+    return ManagedProcess(name, process, log_path)
 
 
 @contextlib.asynccontextmanager
@@ -190,15 +223,6 @@ class Window:
             "ingest_cpu_utilisation": round(ingest_cpu / self.options.duration_seconds, 3),
             "events_per_core_second": round(self.events / ingest_cpu, 1) if ingest_cpu else None,
         }
-
-
-def latency_summary(seconds: list[float]) -> dict[str, float | None]:
-    """p50, p95, p99 and max in milliseconds (nearest rank)."""
-    ordered, points = sorted(seconds), {"p50": 0.50, "p95": 0.95, "p99": 0.99, "max": 1.0}
-    return {
-        name: round(ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000, 2) if ordered else None
-        for name, q in points.items()
-    }
 
 
 async def topic_event_ids(kafka_url: str, topic: str, idle_seconds: float = 2.0) -> set[str]:

@@ -29,10 +29,10 @@ from bench.common import (
     Options,
     Stack,
     cpu_seconds,
-    latency_summary,
     running_stack,
     send_on_timetable,
 )
+from bench.figures import latency_summary
 from bench.stages import stage_counts
 from schemas.codec import decode
 from schemas.topics import PATIENTS_ASSESSMENTS, PATIENTS_STATE

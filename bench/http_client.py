@@ -15,6 +15,10 @@ class HttpFailure(Exception):
     """The connection broke or the answer was not HTTP/1.1."""
 
 
+class _Stale(Exception):
+    """The connection broke before the first byte of an answer."""
+
+
 class KeepAlivePool:
     def __init__(self, host: str, port: int, headers: dict[str, str], connections: int) -> None:
         self.host = host
@@ -30,8 +34,33 @@ class KeepAlivePool:
     async def post(
         self, path: str, body: bytes, content_type: str = "application/json"
     ) -> tuple[int, bytes]:
-        """The status code and body of a POST."""
+        """The status code and body of a POST. A kept-alive connection the server has closed
+        meanwhile (uvicorn closes idle ones after 5 s) fails before any answer: the request is
+        then sent once more on a new connection."""
         connection = await self._idle.get()
+        reused = connection is not None
+        try:
+            try:
+                return await self._exchange(connection, path, body, content_type)
+            except _Stale:
+                if not reused:
+                    raise HttpFailure("ConnectionClosed") from None
+            try:
+                return await self._exchange(None, path, body, content_type)
+            except _Stale:
+                raise HttpFailure("ConnectionClosed") from None
+        except HttpFailure:
+            self._idle.put_nowait(None)
+            raise
+
+    async def _exchange(
+        self,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
+        path: str,
+        body: bytes,
+        content_type: str,
+    ) -> tuple[int, bytes]:
+        answered = False
         try:
             if connection is None:
                 connection = await asyncio.open_connection(self.host, self.port)
@@ -43,6 +72,7 @@ class KeepAlivePool:
             )
             writer.write(head.encode() + body)
             status_line = await reader.readuntil(b"\r\n")
+            answered = True
             headers = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in headers.split(b"\r\n"):
@@ -58,7 +88,8 @@ class KeepAlivePool:
         ) as error:
             if connection is not None:
                 connection[1].close()
-            self._idle.put_nowait(None)
+            if not answered and isinstance(error, OSError | asyncio.IncompleteReadError):
+                raise _Stale() from None
             raise HttpFailure(type(error).__name__) from None
         self._idle.put_nowait(connection)
         return status, answer

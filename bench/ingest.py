@@ -276,10 +276,11 @@ SCENARIOS = [
 ]
 
 
-async def start_ingest(stack: Stack) -> Ingest:
+async def start_ingest(stack: Stack, extra_env: dict[str, str] | None = None) -> Ingest:
     """Ingest with a development API key, HTTP and MLLP on free ports, rate limits out of reach."""
     key, http_port, mllp_port = secrets.token_urlsafe(24), free_port(), free_port()
     env = {
+        **(extra_env or {}),
         "WARDFLOW_HTTP_PORT": str(http_port),
         "WARDFLOW_MLLP_PORT": str(mllp_port),
         "WARDFLOW_API_KEYS": json.dumps({"bench": key}),

@@ -29,10 +29,10 @@ from bench.common import (
     Options,
     Stack,
     cpu_seconds,
-    latency_summary,
     running_stack,
     send_on_timetable,
 )
+from bench.figures import latency_summary
 from bench.stages import stage_counts
 from schemas.topics import BEDS_EVENTS, EVENTS_CLEAN, SCHEDULING_DECISIONS
 from services.common.embedded import EmbeddedServer, free_port, start_redis

@@ -25,10 +25,10 @@ from bench.common import (
     Options,
     Stack,
     cpu_seconds,
-    latency_summary,
     running_stack,
     send_on_timetable,
 )
+from bench.figures import latency_summary
 from schemas.topics import EVENTS_CLEAN, EVENTS_RAW, PATIENTS_STATE
 from services.common.kafka import topic
 
