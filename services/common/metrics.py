@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import Any
 
 from prometheus_client import (
     Counter,
@@ -79,17 +81,30 @@ def declare_stage(stage: str, topics: Iterable[str]) -> None:
         EVENTS_REJECTED.labels(stage, reason)
 
 
+@cache
+def _stage_series(stage: str) -> tuple[Any, Any, Any]:
+    """The stage's in-progress, processing-time and last-processed series. `labels()` costs a
+    lock and a lookup per call, and this runs for every event: the children are looked up once
+    (prometheus_client keeps returning the same child for the same labels)."""
+    return (
+        EVENTS_IN_PROGRESS.labels(stage),
+        PROCESSING_SECONDS.labels(stage),
+        LAST_PROCESSED_TIMESTAMP.labels(stage),
+    )
+
+
 @contextmanager
 def processing(stage: str) -> Iterator[None]:
     """Count one event in progress and time it; records the last-processed time at the end."""
-    EVENTS_IN_PROGRESS.labels(stage).inc()
+    in_progress, seconds, last = _stage_series(stage)
+    in_progress.inc()
     started = time.perf_counter()
     try:
         yield
     finally:
-        PROCESSING_SECONDS.labels(stage).observe(time.perf_counter() - started)
-        EVENTS_IN_PROGRESS.labels(stage).dec()
-        LAST_PROCESSED_TIMESTAMP.labels(stage).set(time.time())
+        seconds.observe(time.perf_counter() - started)
+        in_progress.dec()
+        last.set(time.time())
 
 
 def serve_metrics(host: str, port: int) -> None:
