@@ -8,7 +8,7 @@ and a cardiothoracic ICU on another site, so needs, specialty and site all choos
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -25,14 +25,13 @@ from schemas.beds import (
     BedReserved,
     BedStatusReported,
 )
-from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_REQUESTS
 from schemas.vocabulary import Band, BedStatus
 from services.common.hospital import layout_from_dict
 from services.scheduler.app import Scheduler
 from services.scheduler.store import RedisBedStore
+from tests.integration.test_scheduler_priority import NOW, call, envelope, of
 from tests.support import metric_value
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 LAYOUT = layout_from_dict(
     {
         "wards": [
@@ -77,24 +76,6 @@ async def scheduler(redis: Redis, unique: str) -> Scheduler:
     store = RedisBedStore(redis, f"t{unique}")
     await store.ensure_layout(LAYOUT)
     return Scheduler(store, LAYOUT)
-
-
-def envelope(at: datetime = NOW) -> dict[str, Any]:
-    return {"event_id": uuid4(), "occurred_at": at, "recorded_at": at, "source": "test"}
-
-
-def of(kind: type, outputs: Any) -> list[Any]:
-    return [o.event for o in outputs if isinstance(o.event, kind)]
-
-
-async def call(scheduler: Scheduler, event: Any) -> list[Any]:
-    if isinstance(event, CriticalCareBedRequested | AssessmentIssued):
-        spec = PATIENTS_ASSESSMENTS
-    elif isinstance(event, BedRequested):
-        spec = SCHEDULING_REQUESTS
-    else:
-        spec = EVENTS_CLEAN
-    return list(await scheduler(spec, event))
 
 
 def assessed(patient: str, ward: str, band: Band | None, aggregate: int) -> AssessmentIssued:

@@ -17,15 +17,16 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.admissions import PatientAdmitted, PatientDischarged, PatientTransferred
-from schemas.assessments import CriticalCareBedRequested
+from schemas.assessments import AssessmentIssued, CriticalCareBedRequested
 from schemas.beds import (
     BedAssigned,
+    BedRequested,
     BedRequestWaiting,
     BedReservationReleased,
     BedReserved,
     BedStatusReported,
 )
-from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS
+from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_REQUESTS
 from schemas.vocabulary import Band, BedStatus, LevelOfCare
 from services.common.hospital import layout_from_dict
 from services.scheduler.app import Scheduler
@@ -81,7 +82,13 @@ def of(kind: type, outputs: Any) -> list[Any]:
 
 
 async def call(scheduler: Scheduler, event: Any) -> list[Any]:
-    spec = PATIENTS_ASSESSMENTS if isinstance(event, CriticalCareBedRequested) else EVENTS_CLEAN
+    """The scheduler's outputs for an event, given on the topic it comes from."""
+    if isinstance(event, CriticalCareBedRequested | AssessmentIssued):
+        spec = PATIENTS_ASSESSMENTS
+    elif isinstance(event, BedRequested):
+        spec = SCHEDULING_REQUESTS
+    else:
+        spec = EVENTS_CLEAN
     return list(await scheduler(spec, event))
 
 
