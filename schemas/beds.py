@@ -93,8 +93,10 @@ class BedRequested(Event):
     """A person (a bed manager, through the scheduler's API) asks for a bed for a patient
     (scheduling.requests). `event_id` is the request's id.
 
-    Exactly one of `ward` (a bed in that ward, as an admission without a bed: allocated at once
-    or queued for the ward) and `level_of_care` (an HDU/ICU bed in any ward of that level:
+    Exactly one of `ward` (a bed in that ward for a patient still to arrive: reserved at once,
+    or queued for the ward by acuity and reserved when one is freed; the admission or transfer
+    that moves the patient in confirms it, unconfirmed it expires after the scheduling policy's
+    `ward_hold_minutes`) and `level_of_care` (an HDU/ICU bed in any ward of that level:
     reserved or queued by acuity, as a critical-care request; `from_ward` is then the patient's
     current ward). `band` is the patient's NEWS2 band, the acuity of a critical-care request.
     `needs` and `sex` restrict the bed as for PatientAdmitted (for a level, what the patient's
@@ -155,9 +157,10 @@ class BedRequestWaiting(Event):
 
 
 class BedReserved(Event):
-    """An HDU/ICU bed is held for a critical-care request until the patient arrives
-    (scheduling.decisions). `wait_seconds` runs from the request to the reservation;
-    `cost_estimate` is the bed's cost per day under the scheduler's tariff."""
+    """A bed is held for a request until the patient arrives (scheduling.decisions): an HDU/ICU
+    bed for a critical-care request, or a bed of the requested ward for a bed manager's ward
+    request (`level_of_care` is then that ward's). `wait_seconds` runs from the request to the
+    reservation; `cost_estimate` is the bed's cost per day under the scheduler's tariff."""
 
     key_field: ClassVar[str] = "ward"
     kind: Literal["BedReserved"] = "BedReserved"
@@ -165,23 +168,27 @@ class BedReserved(Event):
     ward: Identifier
     bed: Identifier
     request_id: UUID
-    level_of_care: CriticalCareLevelOfCare
+    level_of_care: LevelOfCare
     wait_seconds: float = Field(ge=0)
     cause_event_id: UUID
     cost_estimate: CostEstimate | None = None
 
 
 class BedReservationReleased(Event):
-    """A critical-care request lost its reserved bed or its place in the queue, and why
-    (scheduling.decisions).
+    """A request lost its reserved bed or its place in the queue, and why
+    (scheduling.decisions): a critical-care request, or a bed manager's ward request
+    (`level_of_care` is then the ward's).
 
-    - `request_withdrawn`: diagnosis withdrew the request (`withdrawal_reason` says why); `bed` is
-      None when the request was only queued, and `ward` is then the patient's current ward.
+    - `request_withdrawn`: diagnosis withdrew the request, or a bed manager cancelled it
+      (`withdrawal_reason` says why: `cancelled` for a bed manager); `bed` is None when the
+      request was only queued, and `ward` is then the patient's current ward.
     - `placed_in_named_bed`: the patient was placed in another bed of the ward, named by the EHR;
       the reserved bed was freed.
     - `bed_taken`: another change took the reserved bed (blocked, or another patient placed in
       it); the request is queued again at its original time (a BedReserved or BedRequestWaiting
       follows).
+    - `reservation_expired`: the patient did not arrive within the hold time; the bed went back
+      into use.
     """
 
     key_field: ClassVar[str] = "ward"
@@ -190,7 +197,7 @@ class BedReservationReleased(Event):
     ward: Identifier
     bed: Identifier | None
     request_id: UUID
-    level_of_care: CriticalCareLevelOfCare
+    level_of_care: LevelOfCare
     reason: Literal["request_withdrawn", "placed_in_named_bed", "bed_taken", "reservation_expired"]
     withdrawal_reason: str | None = Field(default=None, max_length=64)
     cause_event_id: UUID

@@ -39,6 +39,7 @@ from services.common.hospital import HospitalLayout, Ward
 from services.scheduler import views
 from services.scheduler.commands import RETRY_AFTER_SECONDS, BrokerUnavailable, Publisher
 from services.scheduler.layout_api import layout_writes
+from services.scheduler.policy import Reservations, configured_policy
 from services.scheduler.store import RedisBedStore
 
 log = logging.getLogger(__name__)
@@ -131,14 +132,17 @@ def create_api(
     *,
     closing: asyncio.Event | None = None,
     publisher: Publisher | None = None,
+    holds: Reservations | None = None,
 ) -> FastAPI:
     """The app; setting `closing` ends every open stream (within STREAM_POLL_SECONDS), so the
     server can stop while boards are connected. `layout` is the hospital layout or a getter of
     the current one (the scheduler's, which layout changes replace). `clients` are the keys
     allowed in at all (each route checks `read` or `write`); without a `publisher` the write
-    endpoints are not served."""
+    endpoints are not served. `holds`: the scheduling policy's hold times, for the expiry of
+    reserved requests in `GET /v1/requests` (default: the configured policy's)."""
     api = FastAPI(title="wardflow scheduler", version="1")
     current = layout if callable(layout) else lambda: layout
+    hold_times = holds if holds is not None else configured_policy().reservations
     stopping = closing if closing is not None else asyncio.Event()
 
     async def client(
@@ -207,9 +211,9 @@ def create_api(
 
     @v1.get("/requests")
     async def requests() -> dict[str, Any]:
-        """Every open bed request, oldest first: patients waiting for a ward and critical-care
-        requests (queued or holding a reserved bed)."""
-        return await views.open_requests(store.redis, store.keys, current())
+        """Every open bed request, oldest first: ward requests and critical-care requests, each
+        waiting or holding a reserved bed (with when it expires)."""
+        return await views.open_requests(store.redis, store.keys, current(), hold_times)
 
     @v1.get("/availability/stream", response_class=EventSourceResponse)
     async def availability_stream() -> AsyncIterator[ServerSentEvent]:

@@ -113,11 +113,12 @@ class Scheduler:
         return await self._handle(spec, event)
 
     async def tick(self, owned: frozenset[int]) -> Sequence[Output]:
-        """Release critical-care reservations held past the policy's hold time (their patient
-        never arrived); the freed beds serve the queue. Every replica may sweep: the release is
+        """Release reservations held past the policy's hold times (their patient never arrived):
+        critical-care ones (the freed beds serve the level's queue) and bed managers' ward ones
+        (the freed bed serves the ward's queue first). Every replica may sweep: each release is
         one script, idempotent by state."""
+        outputs = await self._expire_ward_reservations()
         hold_seconds = self.policy.reservations.hold_minutes * 60
-        outputs: list[Output] = []
         for level in CRITICAL_CARE_LEVELS:
             wards = wards_at_level(self.layout, level)
             if not wards:
@@ -131,6 +132,18 @@ class Scheduler:
                 outputs += await self._level_outputs(sweep, result, f"cc:{level}:expiry")
         await self.refresh_gauges()
         return [*outputs, *await self.touched_snapshots()]  # a tick is not part of a batch
+
+    async def _expire_ward_reservations(self) -> list[Output]:
+        hold_seconds = self.policy.reservations.ward_hold_minutes * 60
+        outputs: list[Output] = []
+        for ward in self.layout.wards:
+            now = datetime.now(UTC)
+            sweep_id = derived_id(uuid5(NAMESPACE_URL, now.isoformat()), f"expiry:{ward.id}")
+            sweep = Sweep(sweep_id, now)
+            result = await self.store.expire_ward_reservations(ward.id, hold_seconds, sweep_id)
+            if result.expired:
+                outputs += await self._report(sweep, result, step="expiry:")
+        return outputs
 
     async def refresh_gauges(self) -> None:
         """Every ward's and critical-care queue's gauges from Redis: also those this replica did
@@ -201,7 +214,7 @@ class Scheduler:
         outputs: list[Output] = []
         for ward_id, placed in self.store.take_new_bed_placements():
             what = f"new-bed:{placed.bed}"
-            change = BedChange(placed.bed, BedStatus.AVAILABLE, BedStatus.OCCUPIED)
+            change = BedChange(placed.bed, BedStatus.AVAILABLE, BedStatus(placed.status))
             outputs.append(bed_changed(cause, ward_id, change, what, common))
             outputs.append(self._assigned(cause, ward_id, placed, now, common, what))
         return outputs
@@ -340,8 +353,10 @@ class Scheduler:
         return []
 
     async def _request_bed(self, event: BedRequested) -> list[Output]:
-        """A bed manager's request: for a ward, as an admission without a bed (the bed is given
-        at once, or the patient waits for the ward); for a level, as a critical-care request."""
+        """A bed manager's request: for a ward, a bed of it is reserved for the patient at once
+        (or they wait for the ward, by acuity, and the first bed freed that fits them is reserved
+        for them), until the ADT that moves them in confirms it or the policy's ward hold time
+        expires; for a level, as a critical-care request."""
         if event.level_of_care is not None:
             return await self._request_critical_care(event)
         assert event.ward is not None  # the contract wants a ward or a level
@@ -376,7 +391,7 @@ class Scheduler:
 
     async def _report(
         self,
-        cause: Event,
+        cause: Cause,
         result: ChangeResult,
         requested: BedStatus | None = None,
         step: str = "",
@@ -395,7 +410,12 @@ class Scheduler:
             outputs.append(
                 self._assigned(cause, result.ward, result.assigned, now, common, "assigned")
             )
+        for index, placed in enumerate(result.served):
+            what = f"{step}served:{index}"
+            outputs.append(self._assigned(cause, result.ward, placed, now, common, what))
+        outputs += self._reservations_let_go(cause, result, step)
         if result.outcome == "waiting":
+            assert isinstance(cause, Event)  # a sweep queues nobody
             # no_matching_bed: beds are free but none fits the patient's needs or sex.
             waiting_reason: Any = result.waiting_reason or "no_bed_available"
             outputs.append(
@@ -412,6 +432,7 @@ class Scheduler:
                 )
             )
         if result.outcome in ("refused", "unknown_bed") and requested is not None:
+            assert isinstance(cause, Event)  # a sweep changes no bed by request
             TRANSITIONS_REFUSED.labels(result.ward).inc()
             outputs.append(refused(cause, result, requested, common))
         if result.changes or result.outcome in ("waiting", "withdrawn"):
@@ -422,22 +443,74 @@ class Scheduler:
             )
         return [*outputs, *await self._settle(cause, result, step)]
 
-    async def _settle(self, cause: Event, result: ChangeResult, step: str) -> list[Output]:
-        """After a change in an HDU/ICU ward: a freed bed serves the level's queue, a request whose
-        patient got a bed is closed, one whose reserved bed was taken is queued again."""
-        level = critical_care_level(self.layout, result.ward)
-        freed = any(change.status == BedStatus.AVAILABLE for change in result.changes)
-        fulfilled, displaced = result.fulfilled, result.displaced
-        if level is None or not (freed or fulfilled or displaced):
-            return []
+    def _reservations_let_go(self, cause: Cause, result: ChangeResult, step: str) -> list[Output]:
+        """BedReservationReleased for every reservation a ward script let go, and a
+        BedRequestWaiting for a ward reservation's patient queued again without a bed."""
+        ward = self.layout.ward(result.ward)
+        ward_level = ward.level_of_care if ward else None
         tag = f"{result.ward}:{step}"
         outputs = []
         if result.released is not None:
             outputs.append(
-                released(cause, result.released, "placed_in_named_bed", f"{tag}:released")
+                released(
+                    cause, result.released, "placed_in_named_bed", f"{tag}:released", ward_level
+                )
             )
-        if displaced is not None:
-            outputs.append(released(cause, displaced, "bed_taken", f"{tag}:displaced"))
+        if result.displaced is not None:
+            outputs.append(
+                released(cause, result.displaced, "bed_taken", f"{tag}:displaced", ward_level)
+            )
+        if result.cancelled is not None:
+            outputs.append(
+                released(
+                    cause,
+                    result.cancelled,
+                    "request_withdrawn",
+                    f"{tag}:cancelled",
+                    ward_level,
+                    withdrawal_reason="cancelled",
+                )
+            )
+        for lapsed in result.expired:
+            what = f"{tag}:expired:{lapsed.request_id}"
+            outputs.append(released(cause, lapsed, "reservation_expired", what, ward_level))
+        displaced = result.displaced
+        if displaced is not None and result.requeued is not None:
+            now = datetime.now(UTC)
+            requeued_reason: Any = result.requeued  # a BedRequestWaiting reason, validated
+            outputs.append(
+                Output(
+                    SCHEDULING_DECISIONS,
+                    BedRequestWaiting(
+                        event_id=derived_id(cause.event_id, f"{tag}:requeued"),
+                        patient_id=displaced.patient_id,
+                        ward=result.ward,
+                        reason=requeued_reason,
+                        cause_event_id=cause.event_id,
+                        request_id=displaced.request_id,
+                        occurred_at=now,
+                        recorded_at=now,
+                        source=SOURCE,
+                    ),
+                )
+            )
+        return outputs
+
+    async def _settle(self, cause: Cause, result: ChangeResult, step: str) -> list[Output]:
+        """After a change in an HDU/ICU ward: a freed bed serves the level's queue, a request whose
+        patient got a bed is closed, one whose reserved bed was taken is queued again (ward
+        reservations are the ward script's: settled there)."""
+        level = critical_care_level(self.layout, result.ward)
+        freed = any(change.status == BedStatus.AVAILABLE for change in result.changes)
+        fulfilled, displaced = result.fulfilled, result.displaced
+        if fulfilled is not None and fulfilled.kind != "critical_care":
+            fulfilled = None
+        if displaced is not None and displaced.kind != "critical_care":
+            displaced = None
+        if level is None or not (freed or fulfilled or displaced):
+            return []
+        tag = f"{result.ward}:{step}"
+        outputs: list[Output] = []
         settled = await self.store.reserve(
             level.value,
             wards_at_level(self.layout, level),
@@ -585,7 +658,13 @@ class Scheduler:
         if result.outcome == "withdrawn" and request is not None:
             CRITICAL_CARE_REQUESTS.labels(level.value, "withdrawn").inc()
             outputs.append(
-                released(cause, request, "request_withdrawn", f"{tag}:released", withdrawal_reason)
+                released(
+                    cause,
+                    request,
+                    "request_withdrawn",
+                    f"{tag}:released",
+                    withdrawal_reason=withdrawal_reason,
+                )
             )
         for ward_id in result.wards_changed:
             what = f"{tag}:{ward_id}:availability"
@@ -636,9 +715,16 @@ class Scheduler:
         common: dict[str, Any],
         what: str,
     ) -> Output:
+        """A BedAssigned for a patient given a bed, or a BedReserved for a bed held for a bed
+        manager's request (its wait measured for fairness now, not when the patient arrives)."""
         wait = max(0.0, now.timestamp() - assigned.requested_at_epoch)
         ward = self.layout.ward(ward_id)
         level = ward.level_of_care if ward else None
+        if assigned.reservation is not None and level is not None:
+            held = assigned.reservation
+            if assigned.origin in ORIGINS:
+                BED_WAIT_SECONDS.labels(wait_band(assigned.band), assigned.origin).observe(wait)
+            return self._reserved(cause, held, level, now, common, f"{ward_id}:{what}")
         ALLOCATIONS.labels(ward_id).inc()
         TIME_TO_BED_SECONDS.labels(level.value if level else "unknown").observe(wait)
         if assigned.origin in ORIGINS:  # None: a reserved bed's holder, measured at reservation

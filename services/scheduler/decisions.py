@@ -64,9 +64,11 @@ def released(
     request: CareRequest,
     reason: Any,
     what: str,
+    ward_level: LevelOfCare | None = None,
     withdrawal_reason: str | None = None,
 ) -> Output:
-    """A critical-care request lost its reserved bed or its place in the queue, and why."""
+    """A request lost its reserved bed or its place in the queue, and why. `ward_level`: the
+    level of care of the ward of a ward reservation (a critical-care record names its own)."""
     now = datetime.now(UTC)
     held = request.state == "reserved"
     return Output(
@@ -77,7 +79,7 @@ def released(
             ward=(request.ward if held else None) or request.from_ward,
             bed=request.bed if held else None,
             request_id=request.request_id,
-            level_of_care=LevelOfCare(request.level),
+            level_of_care=LevelOfCare(request.level) if request.level else ward_level,
             reason=reason,
             withdrawal_reason=withdrawal_reason,
             cause_event_id=cause.event_id,

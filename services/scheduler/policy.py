@@ -82,9 +82,11 @@ class Tariff(Strict):
 
 
 class Reservations(Strict):
-    """How long a reserved critical-care bed waits for its patient before it is released."""
+    """How long a reserved bed waits for its patient before it is released: a critical-care
+    one (`hold_minutes`), one reserved for a bed manager's ward request (`ward_hold_minutes`)."""
 
     hold_minutes: Annotated[float, Field(gt=0, le=1440)]
+    ward_hold_minutes: Annotated[float, Field(gt=0, le=1440)]
 
 
 class SchedulingPolicy(Strict):

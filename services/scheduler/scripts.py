@@ -45,8 +45,8 @@ WARD_KEY_COUNT = 13
 """How many keys a ward has (`store.WARD_STRUCTURES`); a ward script's seen key comes next."""
 
 _COMMON = """
-local function ward_at(i)
-  return {status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
+local function ward_at(i, id)
+  return {id=id, status=KEYS[i], occupant=KEYS[i+1], patient_bed=KEYS[i+2], available=KEYS[i+3],
     order=KEYS[i+4], waiting=KEYS[i+5], reservation=KEYS[i+6], patient_reserved=KEYS[i+7],
     origin=KEYS[i+8], blocked_reason=KEYS[i+9], waiting_request=KEYS[i+10],
     eligible=KEYS[i+11], profile=KEYS[i+12]}
@@ -82,6 +82,29 @@ local function unreserve(w, bed)
   end
   return r
 end
+-- Hold the bed for a bed manager's request until the ADT that moves the patient in confirms
+-- it (ALLOCATE's or TRANSITION's placement of that patient) or the hold expires (EXPIRE_WARD):
+-- a ward reservation record (kind 'ward') in the ward's reservation hash. It keeps what putting
+-- the patient back in the queue needs: their queue score and eligible beds.
+local function hold(w, bed, patient, request, score, eligible, since, band, needs)
+  redis.call('HSET', w.status, bed, 'reserved')
+  redis.call('ZREM', w.available, bed)
+  local r = {kind='ward', request=request, patient=patient, ward=w.id, bed=bed,
+    state='reserved', requested_at=since, reserved_at=tonumber(redis.call('TIME')[1]),
+    band=band, score=score, eligible=eligible, needs=needs, from_ward=''}
+  local encoded = cjson.encode(r)
+  redis.call('HSET', w.reservation, bed, encoded)
+  redis.call('HSET', w.patient_reserved, patient, bed)
+  unqueue(w, patient)
+  return r
+end
+-- A ward reservation's patient waits for the ward again, with their first queue score.
+local function requeue(w, r)
+  redis.call('ZADD', w.waiting, 'NX', r.score, r.patient)
+  redis.call('HSET', w.origin, r.patient, 'manual')
+  redis.call('HSET', w.waiting_request, r.patient, r.request)
+  if type(r.eligible) == 'string' then redis.call('HSET', w.eligible, r.patient, r.eligible) end
+end
 -- May the waiting patient be given this bed? (No waiting_eligible entry: any bed.)
 local function fits(w, patient, bed)
   local eligible = redis.call('HGET', w.eligible, patient)
@@ -90,7 +113,9 @@ local function fits(w, patient, bed)
 end
 -- The bed becomes available: the first patient in the ward's queue (lowest score: wait start
 -- minus acuity credit) for whom it is eligible gets it (returned, with the real wait start and
--- the band and needs of their profile), otherwise it joins the free beds.
+-- the band and needs of their profile, and `status`: 'occupied', or 'reserved' with the
+-- `reservation` record when a bed manager's request queued them), otherwise it joins the free
+-- beds.
 local function free(w, bed)
   redis.call('HSET', w.status, bed, 'available')
   local chosen, at = nil, nil
@@ -116,11 +141,42 @@ local function free(w, bed)
       band = text(p, 'band')
       if type(p.needs) == 'table' then needs = p.needs end
     end
+    local request = redis.call('HGET', w.waiting_request, chosen)
+    if request then
+      local eligible = redis.call('HGET', w.eligible, chosen) or nil
+      local r = hold(w, bed, chosen, request, tonumber(at), eligible, since, band, needs)
+      return {patient=chosen, bed=bed, requested_at=since, origin=origin, band=band, needs=needs,
+        status='reserved', reservation=r}
+    end
     occupy(w, bed, chosen)
-    return {patient=chosen, bed=bed, requested_at=since, origin=origin, band=band, needs=needs}
+    return {patient=chosen, bed=bed, requested_at=since, origin=origin, band=band, needs=needs,
+      status='occupied'}
   end
   redis.call('ZADD', w.available, tonumber(redis.call('HGET', w.order, bed)), bed)
   return nil
+end
+-- A patient just queued again: the lowest free bed they fit goes to the queue (`free`: to them,
+-- or to someone ahead of them whom it fits). Returns the assignment, or nil.
+local function serve_patient(w, patient)
+  for _, bed in ipairs(redis.call('ZRANGE', w.available, 0, -1)) do
+    if fits(w, patient, bed) then
+      redis.call('ZREM', w.available, bed)
+      return free(w, bed)
+    end
+  end
+  return nil
+end
+-- A ward reservation released (cancelled or expired): the patient is forgotten by the ward, the
+-- bed is freed (to the queue first). Appends to `changes` and `assigned`.
+local function let_go(w, r, changes, assigned)
+  unreserve(w, r.bed)
+  redis.call('HDEL', w.profile, r.patient)
+  table.insert(changes, {r.bed, 'reserved', 'available'})
+  local placed = free(w, r.bed)
+  if placed then
+    table.insert(changes, {r.bed, 'available', placed.status})
+    table.insert(assigned, placed)
+  end
 end
 local function finish(result, seen, ttl, channel)
   local encoded = cjson.encode(result)
@@ -143,15 +199,21 @@ ALLOCATE = (
 --       10 '1' when the patient may only have the beds that follow (needs or bay sex policy: the
 --       lowest available of them is given; none: they wait with them remembered in
 --       waiting_eligible), '' for any bed, 11.. those beds
-local W, SEEN = ward_at(1), KEYS[14]
+-- An admission or transfer (no request id) is the patient arriving: the bed is occupied. A bed
+-- manager's request (a request id) is for a patient still to come: the bed is reserved for them
+-- (`hold`) until the ADT that moves them in confirms it, or the hold expires.
+local W, SEEN = ward_at(1, ARGV[5]), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient = ARGV[1]
 local has = redis.call('HGET', W.patient_bed, patient)
 if has then return finish({outcome='already', bed=has, ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3]) end
--- A critical-care bed reserved for this patient in this ward is the one they get (no origin: the
--- wait to that bed was measured when it was reserved).
+-- A bed reserved for this patient in this ward is the one they get when they arrive (no origin:
+-- the wait to that bed was measured when it was reserved); a second request keeps it.
 local mine = redis.call('HGET', W.patient_reserved, patient)
+if mine and ARGV[7] ~= '' then
+  return finish({outcome='already', bed=mine, ward=ARGV[5]}, SEEN, ARGV[2], ARGV[3])
+end
 redis.call('HSET', W.profile, patient, ARGV[9])
 local profile = cjson.decode(ARGV[9])
 local needs = nil
@@ -161,7 +223,8 @@ if mine then
   occupy(W, mine, patient)
   return finish({outcome='applied', ward=ARGV[5], bed=mine, previous='reserved',
     changes={{mine, 'reserved', 'occupied'}}, fulfilled=r,
-    assigned={patient=patient, bed=mine, requested_at=tonumber(ARGV[4]), needs=needs}}, SEEN,
+    assigned={patient=patient, bed=mine, requested_at=tonumber(ARGV[4]), needs=needs,
+      status='occupied'}}, SEEN,
     ARGV[2], ARGV[3])
 end
 local restricted = ARGV[10] == '1'
@@ -190,11 +253,24 @@ if not bed then
   if redis.call('ZCARD', W.available) > 0 then reason = 'no_matching_bed' end
   return finish({outcome='waiting', ward=ARGV[5], reason=reason}, SEEN, ARGV[2], ARGV[3])
 end
+if ARGV[7] ~= '' then
+  local since = tonumber(ARGV[4])
+  if type(profile.since) == 'number' then since = profile.since end
+  local eligible = nil
+  if restricted then eligible = table.concat(ARGV, ',', 11, #ARGV) end
+  local band = text(profile, 'band')
+  local r = hold(W, bed, patient, ARGV[7], tonumber(ARGV[8]), eligible, since, band, needs)
+  return finish({outcome='applied', ward=ARGV[5], bed=bed, previous='available',
+    changes={{bed, 'available', 'reserved'}},
+    assigned={patient=patient, bed=bed, requested_at=since, origin=ARGV[6], band=band,
+      needs=needs, status='reserved', reservation=r}}, SEEN,
+    ARGV[2], ARGV[3])
+end
 occupy(W, bed, patient)
 return finish({outcome='applied', ward=ARGV[5], bed=bed, previous='available',
   changes={{bed, 'available', 'occupied'}},
   assigned={patient=patient, bed=bed, requested_at=tonumber(ARGV[4]), origin=ARGV[6],
-    band=text(profile, 'band'), needs=needs}}, SEEN, ARGV[2], ARGV[3])
+    band=text(profile, 'band'), needs=needs, status='occupied'}}, SEEN, ARGV[2], ARGV[3])
 """
 )
 
@@ -205,7 +281,7 @@ TRANSITION = (
 --       4 allowed current statuses (comma list), 5 seen ttl, 6 channel, 7 ward,
 --       8 the reason code recorded when the target is 'blocked', 9 the profile (JSON) of the
 --       patient placed, for target 'occupied' ('' if none)
-local W, SEEN = ward_at(1), KEYS[14]
+local W, SEEN = ward_at(1, ARGV[7]), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local bed, patient, target = ARGV[1], ARGV[2], ARGV[3]
@@ -249,12 +325,16 @@ if current == 'occupied' then
   end
 end
 -- A reserved bed changing status: its holder moving in fulfils the request; anything else
--- takes the bed from the request (displaced: the scheduler queues it again).
+-- takes the bed from the request (displaced: queued again; a critical-care request by the
+-- scheduler, a ward reservation's patient here, in the ward's queue with their first score).
 local fulfilled, displaced, released = nil, nil, nil
 if current == 'reserved' then
   local r = unreserve(W, bed)
   if r and target == 'occupied' and r.patient == patient then fulfilled = r
-  elseif r then displaced = r end
+  elseif r then
+    displaced = r
+    if r.kind == 'ward' then requeue(W, r) end
+  end
 end
 -- A blocked bed keeps its reason code while blocked, and only then.
 local blocked_reason = nil
@@ -276,7 +356,7 @@ if target == 'occupied' then
   if ARGV[9] ~= '' then redis.call('HSET', W.profile, patient, ARGV[9]) end
 elseif target == 'available' then
   assigned = free(W, bed)
-  if assigned then table.insert(changes, {bed, 'available', 'occupied'}) end
+  if assigned then table.insert(changes, {bed, 'available', assigned.status}) end
 else
   redis.call('HSET', W.status, bed, target)
   redis.call('ZREM', W.available, bed)
@@ -286,24 +366,48 @@ if mine then
   fulfilled = released
   table.insert(changes, {mine, 'reserved', 'available'})
   assigned = free(W, mine)
-  if assigned then table.insert(changes, {mine, 'available', 'occupied'}) end
+  if assigned then table.insert(changes, {mine, 'available', assigned.status}) end
+end
+-- A displaced ward reservation's patient still waiting: a free bed they fit serves the queue.
+local served, requeued = {}, nil
+local requeued_patient = displaced and displaced.kind == 'ward' and displaced.patient
+if requeued_patient and redis.call('ZSCORE', W.waiting, requeued_patient) then
+  local placed = serve_patient(W, requeued_patient)
+  if placed then
+    table.insert(changes, {placed.bed, 'available', placed.status})
+    table.insert(served, placed)
+  end
+  if redis.call('ZSCORE', W.waiting, requeued_patient) then
+    requeued = 'no_bed_available'
+    if redis.call('ZCARD', W.available) > 0 then requeued = 'no_matching_bed' end
+  end
 end
 return finish({outcome='applied', ward=ARGV[7], bed=bed, previous=current, changes=changes,
   assigned=assigned, fulfilled=fulfilled, displaced=displaced, released=released,
-  blocked_reason=blocked_reason}, SEEN, ARGV[5], ARGV[6])
+  blocked_reason=blocked_reason, served=served, requeued=requeued}, SEEN, ARGV[5], ARGV[6])
 """
 )
 
 CANCEL_WAIT = (
     _COMMON
     + """
--- A bed manager cancels their request: the patient it queued leaves the ward's waiting queue.
--- ARGV: 1 request id, 2 seen ttl, 3 channel, 4 ward. Outcome `withdrawn` (with the patient) or
--- `unknown` (no patient of this ward waits under that request: never queued here, served, or
--- already withdrawn).
-local W, SEEN = ward_at(1), KEYS[14]
+-- A bed manager cancels their request: the patient it queued leaves the ward's waiting queue,
+-- or the bed reserved for it is released (to the queue first). ARGV: 1 request id, 2 seen ttl,
+-- 3 channel, 4 ward. Outcome `withdrawn` (with the patient; `cancelled`, the reservation
+-- released, if it held a bed) or `unknown` (no patient of this ward waits or holds a bed under
+-- that request: never queued here, moved in, or already withdrawn or expired).
+local W, SEEN = ward_at(1, ARGV[4]), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
+for _, raw in ipairs(redis.call('HVALS', W.reservation)) do
+  local r = cjson.decode(raw)
+  if r.kind == 'ward' and r.request == ARGV[1] then
+    local changes, assigned = {}, {}
+    let_go(W, r, changes, assigned)
+    return finish({outcome='withdrawn', ward=ARGV[4], patient=r.patient, cancelled=r,
+      changes=changes, served=assigned}, SEEN, ARGV[2], ARGV[3])
+  end
+end
 local pairs_ = redis.call('HGETALL', W.waiting_request)
 for i = 1, #pairs_, 2 do
   if pairs_[i + 1] == ARGV[1] then
@@ -323,7 +427,7 @@ RESCORE = (
 -- bed of the ward, their place in the queue follows their new acuity (wait start minus the new
 -- credit). ARGV: 1 patient, 2 profile (JSON), 3 queue score, 4 seen ttl, 5 channel, 6 ward.
 -- Outcome `rescored` (waiting), `updated` (in a bed of the ward) or `absent` (neither: nothing).
-local W, SEEN = ward_at(1), KEYS[14]
+local W, SEEN = ward_at(1, ARGV[6]), KEYS[14]
 local seen = redis.call('GET', SEEN)
 if seen then return seen end
 local patient, outcome = ARGV[1], 'absent'
@@ -359,7 +463,7 @@ ENSURE_BEDS = (
 -- unused: idempotent by state); ARGV: 1 ward, 2 channel, 3.. bed names in layout order. A new bed
 -- is available: it goes first to the first patient waiting for the ward whom it fits (`free`).
 -- Returns {assigned = [...]}; publishes the placements.
-local W = ward_at(1)
+local W = ward_at(1, ARGV[1])
 local assigned, changes = {}, {}
 for i = 3, #ARGV do
   local bed = ARGV[i]
@@ -368,7 +472,7 @@ for i = 3, #ARGV do
     local placed = free(W, bed)
     if placed then
       table.insert(assigned, placed)
-      table.insert(changes, {bed, 'available', 'occupied'})
+      table.insert(changes, {bed, 'available', placed.status})
     end
   end
 end
@@ -387,7 +491,7 @@ REMOVE_BEDS = (
 -- A bed goes only if it is available or blocked: out of status, available, order and
 -- blocked_reason. Any other bed stays, returned in `kept` with its status; a bed already gone is
 -- in neither list. Publishes the result when a bed went.
-local W = ward_at(1)
+local W = ward_at(1, ARGV[2])
 local removed, kept = {}, {}
 for i = 3, #ARGV do
   local bed = ARGV[i]
@@ -408,6 +512,30 @@ return encoded
 """
 )
 
+EXPIRE_WARD = (
+    _COMMON
+    + """
+-- Release the ward's reservations for bed managers' requests held longer than ARGV[4] seconds
+-- (by Redis's clock): each bed goes to the ward's queue first (`free`), else back to available.
+-- ARGV: 1 seen ttl, 2 channel, 3 ward, 4 hold seconds. KEYS: the ward keys, then a throwaway
+-- seen key (a tick has no cause event): the release is idempotent by state. Critical-care
+-- reservations are the level's (EXPIRE).
+local W, SEEN = ward_at(1, ARGV[3]), KEYS[14]
+local result = {outcome='expired', ward=ARGV[3], changes={}, served={}, expired={}}
+local now = tonumber(redis.call('TIME')[1])
+local hold_seconds = tonumber(ARGV[4])
+for _, raw in ipairs(redis.call('HVALS', W.reservation)) do
+  local r = cjson.decode(raw)
+  if r.kind == 'ward' and r.reserved_at + hold_seconds <= now then
+    let_go(W, r, result.changes, result.served)
+    table.insert(result.expired, r)
+  end
+end
+if #result.expired == 0 then return cjson.encode(result) end
+return finish(result, SEEN, ARGV[1], ARGV[2])
+"""
+)
+
 _LEVEL = (
     _COMMON
     + """
@@ -415,7 +543,7 @@ local QUEUE, REQUESTS, PATIENT_REQUEST, SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local function wards_from(first)
   local wards = {}
   for j = first, #ARGV do
-    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 13)})  -- WARD_KEY_COUNT
+    table.insert(wards, {id=ARGV[j], w=ward_at(5 + (j - first) * 13, ARGV[j])})  -- WARD_KEY_COUNT
   end
   return wards
 end
@@ -451,7 +579,7 @@ local function release(wards, r, result)
   table.insert(result.changes, {ward.id, r.bed, 'reserved', 'available'})
   local assigned = free(ward.w, r.bed)
   if assigned then
-    table.insert(result.changes, {ward.id, r.bed, 'available', 'occupied'})
+    table.insert(result.changes, {ward.id, r.bed, 'available', assigned.status})
     assigned.ward = ward.id
     table.insert(result.assigned, assigned)
   end

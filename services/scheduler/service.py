@@ -79,7 +79,14 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         def current() -> HospitalLayout:  # the API sees each layout change
             return scheduler.layout
 
-        api = create_api(store, current, keys, closing=closing, publisher=publisher)
+        api = create_api(
+            store,
+            current,
+            keys,
+            closing=closing,
+            publisher=publisher,
+            holds=scheduler.policy.reservations,
+        )
         server = http_server(api, settings.http_host, settings.http_port)
         tasks = [
             asyncio.create_task(runner.run()),

@@ -23,9 +23,13 @@ from services.scheduler.keys import BedKeys
 
 @dataclass(frozen=True)
 class Assignment:
-    """A patient given a bed by allocation. `origin` (`ward`, `emergency`, `transfer`) says where
-    they came from; None for the holder of a reserved bed moving in (their wait was measured at
-    the reservation) and for results stored before origins were kept."""
+    """A patient given a bed by allocation. `origin` (`ward`, `emergency`, `transfer`, `manual`)
+    says where they came from; None for the holder of a reserved bed moving in (their wait was
+    measured at the reservation) and for results stored before origins were kept.
+
+    `status` is what the bed became: `occupied` (the patient is in it), or `reserved` for a bed
+    manager's request (`reservation`: the ward reservation record, held until the ADT that moves
+    the patient in confirms it, or until it expires)."""
 
     patient_id: str
     bed: str
@@ -33,6 +37,8 @@ class Assignment:
     origin: str | None = None
     band: str | None = None
     needs: tuple[str, ...] = ()
+    status: str = "occupied"
+    reservation: CareRequest | None = None
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Assignment:
@@ -43,6 +49,8 @@ class Assignment:
             data.get("origin"),
             data.get("band"),
             tuple(data.get("needs") or ()),
+            data.get("status") or "occupied",
+            CareRequest.from_data(data.get("reservation")),
         )
 
 
@@ -55,9 +63,15 @@ class BedChange:
 
 @dataclass(frozen=True)
 class CareRequest:
-    """A critical-care bed request as the store keeps it: queued (`waiting`) or holding a bed.
-    `band` and `aggregate` (NEWS2) set its priority; None on records from before priorities.
-    `match` (`domain.critical_care_match`): the beds it fits; None: any bed of the level."""
+    """A bed request as the store keeps it: queued (`waiting`) or holding a bed (`reserved`).
+
+    `kind` `critical_care`: a request for an HDU/ICU level (`level`); `band` and `aggregate`
+    (NEWS2) set its priority (None on records from before priorities); `match`
+    (`domain.critical_care_match`): the beds it fits, None: any bed of the level.
+    `kind` `ward`: a bed manager's request for one ward, holding a bed of it (only reserved
+    records exist: a waiting one is an entry of the ward's queue); `level` is empty (the ward's,
+    from the layout), `from_ward` empty. `reserved_at_epoch`: when the bed was reserved (Redis's
+    clock)."""
 
     request_id: UUID
     patient_id: str
@@ -70,10 +84,13 @@ class CareRequest:
     band: str | None = None
     aggregate: int | None = None
     match: dict[str, Any] | None = None
+    kind: str = "critical_care"
+    reserved_at_epoch: float | None = None
+    ward_needs: tuple[str, ...] = ()
 
     @property
     def needs(self) -> tuple[str, ...]:
-        return tuple((self.match or {}).get("needs") or ())
+        return tuple((self.match or {}).get("needs") or ()) or self.ward_needs
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> CareRequest | None:
@@ -82,15 +99,20 @@ class CareRequest:
         return cls(
             request_id=UUID(data["request"]),
             patient_id=data["patient"],
-            level=data["level"],
+            level=data.get("level") or "",
             requested_at_epoch=float(data["requested_at"]),
-            from_ward=data["from_ward"],
+            from_ward=data.get("from_ward") or "",
             state=data["state"],
             ward=data.get("ward"),
             bed=data.get("bed"),
             band=data.get("band"),
             aggregate=int(data["aggregate"]) if data.get("aggregate") is not None else None,
             match=data.get("match") or None,
+            kind=data.get("kind") or "critical_care",
+            reserved_at_epoch=(
+                float(data["reserved_at"]) if data.get("reserved_at") is not None else None
+            ),
+            ward_needs=tuple(data.get("needs") or ()),  # cjson: an empty list is {}
         )
 
 
@@ -105,7 +127,14 @@ class ChangeResult:
 
     For a reserved bed: `fulfilled` is the request whose patient got a bed in this ward (their
     reserved one or, `released`, a named one, which freed the reserved bed); `displaced` is a
-    request whose reserved bed was taken by another change (to be queued again)."""
+    request whose reserved bed was taken by another change (queued again: a critical-care one by
+    the scheduler; a ward reservation's patient by the script, in the ward's queue, and
+    `requeued` is then why they still wait, None if a free bed served them).
+
+    Ward reservations (bed managers' requests): `cancelled` is the one a cancellation released;
+    `expired` those an expiry sweep released. `served` lists the further beds given by the
+    script (beyond `assigned`): to the queue, from released reservations or for a displaced
+    patient queued again."""
 
     outcome: str
     ward: str
@@ -119,6 +148,10 @@ class ChangeResult:
     blocked_reason: str | None = None
     patient_id: str | None = None
     waiting_reason: str | None = None
+    cancelled: CareRequest | None = None
+    expired: tuple[CareRequest, ...] = ()
+    served: tuple[Assignment, ...] = ()
+    requeued: str | None = None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChangeResult:
@@ -138,6 +171,12 @@ class ChangeResult:
             blocked_reason=data.get("blocked_reason"),
             patient_id=data.get("patient"),
             waiting_reason=data.get("reason"),
+            cancelled=CareRequest.from_data(data.get("cancelled")),
+            expired=tuple(
+                r for r in (CareRequest.from_data(e) for e in data.get("expired") or []) if r
+            ),
+            served=tuple(Assignment.from_data(a) for a in data.get("served") or []),
+            requeued=data.get("requeued"),
         )
 
 
@@ -282,6 +321,7 @@ class RedisBedStore:
         self._reserve = redis.register_script(scripts.RESERVE)
         self._withdraw = redis.register_script(scripts.WITHDRAW)
         self._expire = redis.register_script(scripts.EXPIRE)
+        self._expire_ward = redis.register_script(scripts.EXPIRE_WARD)
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
         self._counts = redis.register_script(scripts.COUNTS)
         self._restore = redis.register_script(scripts.RESTORE)
@@ -504,7 +544,8 @@ class RedisBedStore:
         return self._noted(ChangeResult.from_json(raw))
 
     async def cancel_wait(self, ward: str, request_id: UUID, event_id: UUID) -> ChangeResult:
-        """Withdraw the patient a bed manager's request `request_id` queued for this ward; the
+        """Withdraw the patient a bed manager's request `request_id` queued for this ward, or
+        release the bed reserved for it (`cancelled`; the bed serves the ward's queue first); the
         outcome is `withdrawn` (`patient_id` set) or `unknown`; atomic."""
         args: list[str | int] = [str(request_id), self.seen_ttl_seconds, self.channel, ward]
         raw = await self._cancel_wait(keys=self._keys(ward, event_id, "cancel"), args=args)
@@ -604,6 +645,19 @@ class RedisBedStore:
         result = LevelResult.from_json(await self._expire(keys=keys, args=args))
         if result.expired:
             self._touched.update([f"level:{level}", *(f"ward:{w}" for w in wards)])
+        return result
+
+    async def expire_ward_reservations(
+        self, ward: str, hold_seconds: float, sweep: UUID
+    ) -> ChangeResult:
+        """Release the ward's reservations for bed managers' requests held longer than
+        `hold_seconds` (Redis's clock); each bed serves the ward's queue first; atomic. `sweep`
+        names this sweep (its seen key)."""
+        args: list[str | int | float] = [60, self.channel, ward, hold_seconds]
+        raw = await self._expire_ward(keys=self._keys(ward, sweep, "expire"), args=args)
+        result = ChangeResult.from_json(raw)
+        if result.expired:
+            self._touched.add(f"ward:{ward}")
         return result
 
     async def critical_care_waiting(self, level: str) -> int:

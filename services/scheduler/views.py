@@ -21,6 +21,7 @@ from services.common.hospital import HospitalLayout, Ward
 from services.common.redis_client import RedisClient
 from services.scheduler.domain import CRITICAL_CARE_LEVELS, count_by_status
 from services.scheduler.keys import BedKeys, hash_tag
+from services.scheduler.policy import Reservations
 
 SOURCE = "redis-live-state"
 """The `source` of every answer: Redis's live bed state, not a Kafka replay."""
@@ -137,10 +138,13 @@ async def patient_ward(
 
 
 async def open_requests(
-    redis: RedisClient, keys: BedKeys, layout: HospitalLayout
+    redis: RedisClient, keys: BedKeys, layout: HospitalLayout, holds: Reservations | None = None
 ) -> dict[str, Any]:
-    """Every open bed request, oldest first: patients waiting for a ward (`ward_admission`) and
-    critical-care requests per level (`critical_care`: queued, or holding a reserved bed).
+    """Every open bed request, oldest first: patients waiting for a ward, or holding a bed of it
+    reserved for a bed manager's request (`ward_admission`), and critical-care requests per level
+    (`critical_care`: queued, or holding a reserved bed). A reserved request (`state`
+    `reserved`) says when it was reserved (`reserved_at`) and, given the policy's `holds`, when
+    it expires unless the patient arrives (`expires_at`); both are None for a waiting one.
     `waiting_seconds` is measured to `as_of`, the earliest instant of the reads, from the real
     request time (a ward wait's queue score also holds its acuity credit). `band` is the NEWS2
     band the request is prioritised by (None: no assessment known) and `wait_origin` the
@@ -153,17 +157,40 @@ async def open_requests(
         reads.append(_read("hgetall", keys.ward(ward.id, "waiting_request")))
         reads.append(_read("hgetall", keys.ward(ward.id, "waiting_origin")))
         reads.append(_read("hgetall", keys.ward(ward.id, "profile")))
+        reads.append(_read("hgetall", keys.ward(ward.id, "reservation")))
     for level in levels:
         reads.append(_read("zrange", keys.level(level, "queue"), 0, -1))
         reads.append(_read("hgetall", keys.level(level, "requests")))
     replies, now = await _read_by_tag(redis, reads)
     requests: list[dict[str, Any]] = []
-    per_ward = 4
+    per_ward = 5
     ward_replies = replies[: per_ward * len(layout.wards)]
     for index, ward in enumerate(layout.wards):
-        waiting, request_ids, origins, profiles = ward_replies[
+        waiting, request_ids, origins, profiles, reservations = ward_replies[
             per_ward * index : per_ward * (index + 1)
         ]
+        for raw in reservations.values():
+            record = json.loads(raw)
+            if record.get("kind") != "ward":
+                continue  # a critical-care reservation: listed with its level's requests
+            requests.append(
+                _request(
+                    now,
+                    origin="ward_admission",
+                    request_id=record["request"],
+                    patient_id=record["patient"],
+                    level_of_care=ward.level_of_care.value,
+                    requested_at=float(record["requested_at"]),
+                    band=record.get("band"),
+                    wait_origin="manual",
+                    from_ward=None,
+                    state="reserved",
+                    ward=ward.id,
+                    bed=record["bed"],
+                    position=None,
+                    **_held(record, holds.ward_hold_minutes if holds else None),
+                )
+            )
         for position, (patient, score) in enumerate(waiting, start=1):
             profile = json.loads(profiles[patient]) if patient in profiles else {}
             requests.append(
@@ -181,6 +208,8 @@ async def open_requests(
                     ward=ward.id,
                     bed=None,
                     position=position,
+                    reserved_at=None,
+                    expires_at=None,
                 )
             )
     level_replies = replies[per_ward * len(layout.wards) :]
@@ -204,12 +233,23 @@ async def open_requests(
                     ward=record.get("ward") or None,
                     bed=record.get("bed") or None,
                     position=positions.get(request_id),
+                    **_held(record, holds.hold_minutes if holds else None),
                 )
             )
     requests.sort(key=lambda r: (r["requested_at_epoch"], r["origin"], r["patient_id"]))
     for request in requests:
         del request["requested_at_epoch"]
     return {**_stamp(now), "requests": requests}
+
+
+def _held(record: dict[str, Any], hold_minutes: float | None) -> dict[str, str | None]:
+    """`reserved_at` and `expires_at` of a request record (None while it waits; `expires_at`
+    None too without the hold time)."""
+    reserved_at = record.get("reserved_at")
+    if record.get("state") != "reserved" or reserved_at is None:
+        return {"reserved_at": None, "expires_at": None}
+    expires = iso(float(reserved_at) + hold_minutes * 60) if hold_minutes is not None else None
+    return {"reserved_at": iso(float(reserved_at)), "expires_at": expires}
 
 
 def _request(now: float, *, requested_at: float, **fields: Any) -> dict[str, Any]:

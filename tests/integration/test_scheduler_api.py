@@ -240,7 +240,13 @@ async def test_requests_list_ward_waits_and_critical_care_oldest_first(
     await assert_fresh(body, redis)
     assert [r["patient_id"] for r in body["requests"]] == ["p4", "p3", "p5"]  # oldest first
     icu_held, ward_wait, icu_queued = body["requests"]
-    assert icu_held | {"waiting_seconds": None, "requested_at": None} == {
+    held_at = datetime.fromisoformat(icu_held["reserved_at"]).timestamp()
+    assert now - 2 <= held_at <= now + 2  # Redis's clock, whole seconds
+    expires = datetime.fromisoformat(icu_held["expires_at"]).timestamp()
+    assert expires - held_at == 120 * 60  # the default policy's critical-care hold
+    assert (ward_wait["reserved_at"], ward_wait["expires_at"]) == (None, None)
+    timing = {"waiting_seconds": None, "requested_at": None, "reserved_at": None}
+    assert icu_held | timing | {"expires_at": None} == {
         "origin": "critical_care",
         "request_id": str(reserved.request_id),
         "patient_id": "p4",
@@ -254,6 +260,8 @@ async def test_requests_list_ward_waits_and_critical_care_oldest_first(
         "position": None,
         "waiting_seconds": None,
         "requested_at": None,
+        "reserved_at": None,
+        "expires_at": None,
     }
     assert ward_wait["origin"] == "ward_admission" and ward_wait["ward"] == "W1"
     assert (ward_wait["band"], ward_wait["wait_origin"]) == ("medium", "emergency")

@@ -103,15 +103,16 @@ async def in_ed(scheduler: Scheduler, patient: str, **fields: Any) -> None:
 
 
 async def free_w1(scheduler: Scheduler) -> str:
-    """The occupant of W1's one bed leaves and housekeeping readies it: who gets it."""
+    """The occupant of W1's one bed leaves and housekeeping readies it: who gets it (occupied,
+    or reserved for a bed manager's request)."""
     await call(scheduler, PatientDischarged(patient_id="X", ward="W1", **envelope()))
     report = {"ward": "W1", "bed": "W1-01"}
     await call(scheduler, BedStatusReported(status=BedStatus.CLEANING, **report, **envelope()))
     outputs = await call(
         scheduler, BedStatusReported(status=BedStatus.AVAILABLE, **report, **envelope())
     )
-    (assigned,) = of(BedAssigned, outputs)
-    return str(assigned.patient_id)
+    (given,) = [*of(BedAssigned, outputs), *of(BedReserved, outputs)]
+    return str(given.patient_id)
 
 
 async def fill_w1(scheduler: Scheduler) -> None:

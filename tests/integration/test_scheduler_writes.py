@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from schemas.admissions import PatientAdmitted
 from schemas.beds import (
     BedAssigned,
     BedRequested,
@@ -40,7 +42,7 @@ from services.scheduler.app import Scheduler
 from services.scheduler.commands import Publisher
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.store import RedisBedStore
-from tests.support import RunningStage, collect, eventually, metric_value
+from tests.support import RunningStage, collect, eventually, metric_value, publish
 
 MANAGER_KEY = "bed-manager-key-0123456789"  # a development key: may read and write
 READER_KEY = "bed-board-key-0123456789"  # read = true only
@@ -73,6 +75,11 @@ def pseudonym(n: int) -> str:
     return f"p{n:032x}"
 
 
+def arrived_envelope() -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"occurred_at": now, "recorded_at": now, "source": "ehr"}
+
+
 def caused_by(event_id: str | UUID) -> Any:
     wanted = str(event_id)
     return lambda events: any(str(getattr(e, "cause_event_id", "")) == wanted for e in events)
@@ -84,6 +91,7 @@ class Harness:
     store: RedisBedStore
     http: httpx.AsyncClient
     kafka_url: str
+    producer: Any
 
     async def read(self, spec: Any, until: Any) -> list[Any]:
         return await collect(self.kafka_url, self.settings, spec, until)
@@ -91,6 +99,9 @@ class Harness:
     async def decided(self, event_id: str | UUID) -> list[Any]:
         events = await self.read(SCHEDULING_DECISIONS, caused_by(event_id))
         return [e for e in events if str(e.cause_event_id) == str(event_id)]
+
+    async def publish(self, spec: Any, *events: Any) -> None:
+        await publish(self.producer, self.settings, spec, *events)
 
     async def request(self, **body: Any) -> str:
         response = await self.http.post("/v1/requests", json=body, headers=MANAGER)
@@ -128,7 +139,7 @@ async def harness(
                 transport=httpx.ASGITransport(app=app), base_url="http://scheduler"
             ) as http,
         ):
-            yield Harness(settings, store, http, kafka.url)
+            yield Harness(settings, store, http, kafka.url, producer)
     finally:
         await producer.stop()
 
@@ -208,49 +219,101 @@ async def test_a_block_without_a_code_is_recorded_unspecified(redis: Redis, uniq
 # --- bed requests and cancellations -------------------------------------------------------------
 
 
-async def test_a_ward_request_allocates_and_a_waiting_one_is_cancelled(harness: Harness) -> None:
+async def test_a_ward_request_reserves_a_bed_the_admission_confirms(harness: Harness) -> None:
     first = await harness.request(patient_id=pseudonym(1), ward="W1", reason="from ED")
-    (assigned,) = await harness.decided(first)
-    assert isinstance(assigned, BedAssigned)
-    assert (assigned.patient_id, assigned.bed) == (pseudonym(1), "W1-01")
+    (reserved,) = await harness.decided(first)
+    assert isinstance(reserved, BedReserved)
+    assert (reserved.patient_id, reserved.bed, str(reserved.request_id)) == (
+        pseudonym(1),
+        "W1-01",
+        first,
+    )
+    assert reserved.level_of_care == "general"
     (event,) = await harness.read(SCHEDULING_REQUESTS, lambda e: len(e) >= 1)
     assert isinstance(event, BedRequested)
     assert (event.origin, event.requested_by) == ("manual", "bed-manager")
     assert str(event.event_id) == first
+    assert (await harness.store.statuses("W1"))["W1-01"] == "reserved"
+    (listed,) = (await harness.http.get("/v1/requests", headers=MANAGER)).json()["requests"]
+    assert (listed["request_id"], listed["state"], listed["ward"], listed["bed"]) == (
+        first,
+        "reserved",
+        "W1",
+        "W1-01",
+    )
+    assert listed["expires_at"] > listed["reserved_at"]
 
-    second = await harness.request(patient_id=pseudonym(2), ward="W1")
-    assert [type(d) for d in await harness.decided(second)] == [BedAssigned]
-    third = await harness.request(patient_id=pseudonym(3), ward="W1")
-    (waiting,) = await harness.decided(third)
-    assert isinstance(waiting, BedRequestWaiting) and waiting.patient_id == pseudonym(3)
-    listed = (await harness.http.get("/v1/requests", headers=MANAGER)).json()["requests"]
-    assert [(r["patient_id"], r["request_id"]) for r in listed] == [(pseudonym(3), third)]
-
-    cancelled = await harness.http.delete(f"/v1/requests/{third}", headers=MANAGER)
-    assert cancelled.status_code == 202
-    assert cancelled.json()["request_id"] == third
-
-    async def queue_empty() -> bool:
-        return await harness.store.waiting_count("W1") == 0
-
-    await eventually(queue_empty)
+    # The patient arrives: the ADT admission without a bed confirms the reservation.
+    arrival = PatientAdmitted(
+        event_id=uuid4(), patient_id=pseudonym(1), ward="W1", **arrived_envelope()
+    )
+    await harness.publish(EVENTS_CLEAN, arrival)
+    (assigned,) = await harness.decided(arrival.event_id)
+    assert isinstance(assigned, BedAssigned)
+    assert (assigned.patient_id, assigned.bed) == (pseudonym(1), "W1-01")
+    assert (await harness.store.statuses("W1"))["W1-01"] == "occupied"
     assert (await harness.http.get("/v1/requests", headers=MANAGER)).json()["requests"] == []
-    assert await harness.store.statuses("W1") == dict.fromkeys(("W1-01", "W1-02"), "occupied")
+
+
+async def test_cancelling_ward_requests_frees_their_place_or_bed(harness: Harness) -> None:
+    first = await harness.request(patient_id=pseudonym(1), ward="W1")
+    second = await harness.request(patient_id=pseudonym(2), ward="W1")
+    assert [type(d) for d in await harness.decided(second)] == [BedReserved]
+    third = await harness.request(patient_id=pseudonym(3), ward="W1")
+    fourth = await harness.request(patient_id=pseudonym(4), ward="W1")
+    (waiting,) = await harness.decided(fourth)
+    assert isinstance(waiting, BedRequestWaiting) and waiting.patient_id == pseudonym(4)
+    listed = (await harness.http.get("/v1/requests", headers=MANAGER)).json()["requests"]
+    assert [(r["request_id"], r["state"]) for r in listed] == [
+        (first, "reserved"),
+        (second, "reserved"),
+        (third, "waiting"),
+        (fourth, "waiting"),
+    ]
+
+    # A waiting request cancelled leaves the queue.
+    cancelled = await harness.http.delete(f"/v1/requests/{fourth}", headers=MANAGER)
+    assert cancelled.status_code == 202
+    assert cancelled.json()["request_id"] == fourth
+
+    async def one_waiting() -> bool:
+        return await harness.store.waiting_count("W1") == 1
+
+    await eventually(one_waiting)
+
+    # A reserved one cancelled releases its bed, which the next in line gets reserved.
+    cancelled = await harness.http.delete(f"/v1/requests/{first}", headers=MANAGER)
+    outcome = await harness.decided(cancelled.json()["event_id"])
+    released = next(d for d in outcome if isinstance(d, BedReservationReleased))
+    assert (released.patient_id, released.bed, released.reason, released.withdrawal_reason) == (
+        pseudonym(1),
+        "W1-01",
+        "request_withdrawn",
+        "cancelled",
+    )
+    assert released.level_of_care == "general"
+    served = next(d for d in outcome if isinstance(d, BedReserved))
+    assert (served.patient_id, served.bed, str(served.request_id)) == (pseudonym(3), "W1-01", third)
+    assert await harness.store.statuses("W1") == dict.fromkeys(("W1-01", "W1-02"), "reserved")
+    assert await harness.store.waiting_count("W1") == 0
 
     # An unknown id is accepted and changes nothing.
     unknown = await harness.http.delete(f"/v1/requests/{uuid4()}", headers=MANAGER)
     assert unknown.status_code == 202
-    marker = await harness.request(patient_id=pseudonym(4), ward="W1")
+    marker = await harness.request(patient_id=pseudonym(5), ward="W1")
     assert [type(d) for d in await harness.decided(marker)] == [BedRequestWaiting]
-    assert await harness.store.statuses("W1") == dict.fromkeys(("W1-01", "W1-02"), "occupied")
+    assert await harness.store.statuses("W1") == dict.fromkeys(("W1-01", "W1-02"), "reserved")
 
 
 async def test_a_level_request_reserves_and_its_cancellation_serves_the_next(
     harness: Harness,
 ) -> None:
-    # P1 is in W1 (admitted by a ward request): from_ward comes from the live state.
-    admitted = await harness.request(patient_id=pseudonym(1), ward="W1")
-    await harness.decided(admitted)
+    # P1 is in W1 (admitted by the EHR): from_ward comes from the live state.
+    admitted = PatientAdmitted(
+        event_id=uuid4(), patient_id=pseudonym(1), ward="W1", **arrived_envelope()
+    )
+    await harness.publish(EVENTS_CLEAN, admitted)
+    await harness.decided(admitted.event_id)
     first = await harness.request(patient_id=pseudonym(1), level_of_care="icu", band="high")
     (reserved,) = await harness.decided(first)
     assert isinstance(reserved, BedReserved)

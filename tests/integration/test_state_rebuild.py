@@ -5,14 +5,20 @@ itself before it does anything else. Real embedded broker and Redis."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 from redis.asyncio import Redis
 
-from schemas.beds import BedAssigned, BedRequestWaiting, BedReserved
-from schemas.topics import EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS
+from schemas.beds import BedAssigned, BedRequested, BedRequestWaiting, BedReserved
+from schemas.topics import (
+    EVENTS_CLEAN,
+    PATIENTS_ASSESSMENTS,
+    SCHEDULING_DECISIONS,
+    SCHEDULING_REQUESTS,
+)
 from schemas.vocabulary import BedStatus
 from services.common.embedded import free_port
 from services.common.hospital import layout_from_dict
@@ -30,6 +36,20 @@ from tests.integration.test_scheduler_stage import (
 )
 from tests.support import RunningStage, collect, eventually, publish
 
+
+def ward_request(patient: str, ward: str) -> BedRequested:
+    now = datetime.now(UTC)
+    return BedRequested(
+        event_id=uuid4(),
+        patient_id=patient,
+        ward=ward,
+        requested_by="bed-office",
+        occurred_at=now,
+        recorded_at=now,
+        source="scheduler-api",
+    )
+
+
 LAYOUT_TOML = """
 version = "rebuild-test"
 [[wards]]
@@ -40,6 +60,10 @@ beds = 2
 "W1-01" = ["isolation"]
 [[wards]]
 id = "W2"
+level_of_care = "general"
+beds = 1
+[[wards]]
+id = "W3"
 level_of_care = "general"
 beds = 1
 [[wards]]
@@ -97,7 +121,7 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
         return StageRunner(
             "scheduler",
             settings,
-            [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
+            [EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_REQUESTS],
             scheduler,
             prepare=scheduler.initial_snapshots,
             after_batch=scheduler.touched_snapshots,
@@ -141,6 +165,14 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
             lambda events: any(getattr(e, "request_id", None) == queued.event_id for e in events)
         )
 
+        # W3: a bed manager's request holds its one bed for P6 (until the ADT confirms it or the
+        # hold expires); P7's request waits behind it.
+        held, behind = ward_request("P6", "W3"), ward_request("P7", "W3")
+        await publish(producer, settings, SCHEDULING_REQUESTS, held)
+        await decided(lambda events: any(e.cause_event_id == held.event_id for e in events))
+        await publish(producer, settings, SCHEDULING_REQUESTS, behind)
+        await decided(lambda events: any(e.cause_event_id == behind.event_id for e in events))
+
         async def kafka_matches_redis() -> bool:
             report = await rebuild(settings, store, check_only=True, timeout_seconds=30)
             return not report.differing
@@ -154,6 +186,8 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
     assert before[keys.level("hdu", "queue")][0][0] == str(queued.event_id)
     assert before[keys.ward("W2", "blocked_reason")] == {"W2-01": "maintenance"}
     assert before[keys.ward("H1", "reservation")], "H1's bed is reserved for P4"
+    assert '"kind":"ward"' in before[keys.ward("W3", "reservation")]["W3-01"]
+    assert before[keys.ward("W3", "waiting_request")] == {"P7": str(behind.event_id)}
 
     await wipe(redis, settings.redis_key_prefix)
     assert await dump(redis, settings.redis_key_prefix) == {}
@@ -161,6 +195,7 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
     assert set(report.restored) == {
         "ward:W1",
         "ward:W2",
+        "ward:W3",
         "ward:H1",
         "ward:I1",
         "level:hdu",
@@ -168,22 +203,26 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
     }
     assert await dump(redis, settings.redis_key_prefix) == before
 
-    # The rebuilt state works: the cleaned bed becomes available and goes to the waiting P3.
+    # The rebuilt state works: the cleaned bed becomes available and goes to the waiting P3, and
+    # P6's arrival confirms the reservation rebuilt for them.
     async with RunningStage(stage()):
-        ready = reported(first_bed, BedStatus.AVAILABLE)
-        await publish(producer, settings, EVENTS_CLEAN, ready)
+        ready, arrival = reported(first_bed, BedStatus.AVAILABLE), admitted("P6", ward="W3")
+        await publish(producer, settings, EVENTS_CLEAN, ready, arrival)
+        causes = {ready.event_id, arrival.event_id}
         decisions = await collect(
             kafka.url,
             settings,
             SCHEDULING_DECISIONS,
-            lambda events: any(
-                isinstance(e, BedAssigned) and e.cause_event_id == ready.event_id for e in events
+            lambda events: (
+                {e.cause_event_id for e in events if isinstance(e, BedAssigned)} >= causes
             ),
         )
-    assigned = next(
-        e for e in decisions if isinstance(e, BedAssigned) and e.cause_event_id == ready.event_id
-    )
-    assert (assigned.patient_id, assigned.bed) == ("P3", first_bed)
+    assigned = {
+        e.patient_id: e.bed
+        for e in decisions
+        if isinstance(e, BedAssigned) and e.cause_event_id in causes
+    }
+    assert assigned == {"P3": first_bed, "P6": "W3-01"}
     assert await redis.hgetall(store.keys.ward("W1", "waiting_eligible")) == {}
     await redis.aclose()
 
