@@ -19,8 +19,10 @@ from schemas.assessments import AlertEscalated, AssessmentIssued, CriticalCareBe
 from schemas.beds import BedAssigned, BedReserved, WardAvailabilityUpdated
 from schemas.codec import decode
 from schemas.topics import BEDS_AVAILABILITY, PATIENTS_ASSESSMENTS, SCHEDULING_DECISIONS, full_name
+from schemas.vocabulary import LevelOfCare
 
 log = logging.getLogger(__name__)
+CRITICAL_CARE = (LevelOfCare.HDU, LevelOfCare.ICU)
 SERVICES = ("ingest", "cleaning", "fusion", "diagnosis", "scheduler")
 
 
@@ -85,7 +87,8 @@ class Outcomes:
         elif isinstance(event, CriticalCareBedRequested):
             self.critical_care_requests += 1
         elif isinstance(event, BedReserved):
-            self.reservations += 1
+            if event.level_of_care in CRITICAL_CARE:  # not a bed manager's ward reservation
+                self.reservations += 1
         elif isinstance(event, AssessmentIssued):
             self.bands[event.band.value if event.band else "incomplete"] += 1
             latency = (event.recorded_at - event.cause_recorded_at).total_seconds()
