@@ -277,9 +277,8 @@ async def test_an_unconfirmed_reservation_expires_and_the_bed_goes_to_the_queue(
     )
     store = RedisBedStore(redis, f"t{unique}")
     await store.ensure_layout(one_bed)
-    policy = load_policy().model_copy(
-        update={"reservations": Reservations(hold_minutes=2 / 60, ward_hold_minutes=60)}  # two seconds
-    )
+    holds = Reservations(hold_minutes=2 / 60, ward_hold_minutes=60)  # two seconds in critical care
+    policy = load_policy().model_copy(update={"reservations": holds})
     scheduler = Scheduler(store, one_bed, policy)
     first, second = requested("P1"), requested("P2", minute=1)
     (held,) = of(BedReserved, await call(scheduler, first))
