@@ -12,7 +12,6 @@ are in bench/README.md ("Pipeline").
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -246,10 +245,8 @@ def rate_row(
 async def start_pipeline(stack: Stack, options: Options) -> tuple[Ingest, dict[str, int]]:
     redis = await start_redis(options.log_dir, options.log_dir / "pipeline-redis")
     stack.servers.append(redis)
-    state_dir = options.log_dir / f"fusion-{secrets.token_hex(4)}"
     common = {"WARDFLOW_TOPIC_PREFIX": stack.settings.topic_prefix, "WARDFLOW_PARTITIONS": "4",
-              "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10", "REDIS_URL": redis.url,
-              "WARDFLOW_STATE_DIR": str(state_dir)}  # fmt: skip
+              "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10", "REDIS_URL": redis.url}  # fmt: skip
     ingest = await start_ingest(stack, common)
     for name in SERVICES:
         env = dict(common)

@@ -120,8 +120,7 @@ async def read_latencies(stack: Stack, stop: asyncio.Event) -> dict[str, list[fl
 async def run(options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     async with running_stack(options.log_dir) as stack:
         common = {"WARDFLOW_TOPIC_PREFIX": stack.settings.topic_prefix,
-                  "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10", "WARDFLOW_PARTITIONS": "4",
-                  "WARDFLOW_STATE_DIR": str(options.log_dir / "fusion-state")}  # fmt: skip
+                  "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10", "WARDFLOW_PARTITIONS": "4"}  # fmt: skip
         await stack.start_service("cleaning", common)
         await stack.start_service("fusion", common)
         urls = {

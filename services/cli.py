@@ -88,9 +88,10 @@ def service(name: ServiceName) -> None:
         run_service(name.value, cleaning_settings, lambda stop: run_stage(runner, stop))
     elif name is ServiceName.fusion:
         from services.fusion.config import FusionSettings
-        from services.fusion.service import main as fusion_main
+        from services.fusion.service import run as run_fusion
 
-        fusion_main(FusionSettings())
+        fusion_settings = FusionSettings()
+        run_service(name.value, fusion_settings, lambda stop: run_fusion(fusion_settings, stop))
     elif name is ServiceName.diagnosis:
         from services.common.hospital import LayoutError
         from services.diagnosis.app import build as build_diagnosis

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -166,10 +166,14 @@ def make_reader(settings: ServiceSettings) -> AIOKafkaConsumer:
 
 
 async def read_to_end(
-    consumer: AIOKafkaConsumer, topic_name: str, deadline: float
+    consumer: AIOKafkaConsumer,
+    topic_name: str,
+    deadline: float,
+    only: Collection[int] | None = None,
 ) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
-    """Every record of every partition of `topic_name`, from the beginning up to its end when
-    the read started; raises `ReadDeadline` when `deadline` (monotonic) passes first.
+    """Every record of every partition of `topic_name` (or of the partitions numbered `only`),
+    from the beginning up to its end when the read started; raises `ReadDeadline` when `deadline`
+    (monotonic) passes first.
 
     The end of each partition is the larger of the broker's end offset (ListOffsets) and the high
     watermark of the first fetch response: the embedded broker (Tansu) answers ListOffsets with
@@ -177,8 +181,12 @@ async def read_to_end(
     records. Nothing is yielded before every partition's end is known.
     """
     partitions = {
-        TopicPartition(topic_name, p) for p in consumer.partitions_for_topic(topic_name) or ()
+        TopicPartition(topic_name, p)
+        for p in consumer.partitions_for_topic(topic_name) or ()
+        if only is None or p in only
     }
+    if not partitions:
+        return
     consumer.assign(list(partitions))
     await consumer.seek_to_beginning(*partitions)
     ends = await consumer.end_offsets(list(partitions))

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import IllegalStateError, KafkaError
 from prometheus_client import Gauge
 from pydantic import BaseModel, ValidationError
@@ -52,6 +58,20 @@ class Output:
     event: BaseModel
 
 
+@dataclass(frozen=True)
+class StateRecord:
+    """A record of a stage's own state (fusion's per-patient changelog), written as it is to a
+    named topic and partition. Not an event: not counted in `wardflow_events_out_total`."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes | None
+
+
+Outgoing = Output | StateRecord
+
+
 class Rejected(Exception):
     """The event is well-formed but cannot be processed: it goes to the dead-letter topic."""
 
@@ -62,8 +82,11 @@ class Rejected(Exception):
 
 
 Handler = Callable[[TopicSpec, Any], Awaitable[Sequence[Output]]]
-Ticker = Callable[[frozenset[int]], Awaitable[Sequence[Output]]]
+Ticker = Callable[[frozenset[int]], Awaitable[Sequence[Outgoing]]]
 """Called every `tick_seconds` with the partitions (of the first input) this replica owns."""
+Assigned = Callable[[frozenset[int]], Awaitable[Sequence[Outgoing]]]
+"""Called when the group gives this replica its partitions (of the first input: all it owns from
+then on), before any record of them is handled."""
 
 RECORD_PARTITION: ContextVar[int] = ContextVar("record_partition", default=0)
 """The partition of the record being handled, for handlers that keep per-partition state."""
@@ -88,13 +111,25 @@ class StageRunner:
         prepare: Callable[[], Awaitable[Sequence[Output] | None]] | None = None,
         ticker: Ticker | None = None,
         tick_seconds: float = 1.0,
-        after_batch: Callable[[], Awaitable[Sequence[Output]]] | None = None,
+        after_batch: Callable[[], Awaitable[Sequence[Outgoing]]] | None = None,
+        on_assigned: Assigned | None = None,
     ) -> None:
+        """`prepare` runs once before the stage joins its group; `ticker` every `tick_seconds`;
+        `after_batch` after each batch's records, before its outputs are awaited and its offsets
+        committed (its outputs are part of the batch); `on_assigned` at every assignment, its
+        outputs acknowledged before processing goes on. All their outputs are sent like the
+        handler's."""
         self.stage = stage
         self.prepare = prepare
         self.ticker = ticker
         self.tick_seconds = tick_seconds
         self.after_batch = after_batch
+        self.on_assigned = on_assigned
+        # Set while the partitions held are the ones `on_assigned` was told of: aiokafka may hand
+        # out records of a new assignment before its listener has finished.
+        self._assignment_settled = asyncio.Event()
+        if on_assigned is None:
+            self._assignment_settled.set()
         self.settings = settings
         self.handler = handler
         self.transient_errors = transient_errors
@@ -115,8 +150,9 @@ class StageRunner:
         self._stopping.set()
 
     async def run(self) -> None:
-        consumer = make_consumer(self.settings, self.settings.group_for(self.stage), *self._specs)
+        consumer = make_consumer(self.settings, self.settings.group_for(self.stage))
         producer = make_producer(self.settings)
+        consumer.subscribe(list(self._specs), listener=_Assignments(self, producer))
         await producer.start()
         self.producer = producer
         try:
@@ -141,6 +177,7 @@ class StageRunner:
                         await self._tick(producer, consumer)
                     if not batch:
                         continue
+                    await self._assignment_settled.wait()
                     pending = []
                     for records in batch.values():
                         for record in records:
@@ -176,6 +213,19 @@ class StageRunner:
                 for name, lag in lag_by_topic(offsets, names).items():
                     metrics.CONSUMER_LAG_RECORDS.labels(self.stage, names[name]).set(lag)
             await asyncio.sleep(every)
+
+    def revoked(self) -> None:
+        if self.on_assigned is not None:
+            self._assignment_settled.clear()
+
+    async def assigned(self, producer: AIOKafkaProducer, partitions: frozenset[int]) -> None:
+        if self.on_assigned is None:
+            return
+        self._assignment_settled.clear()
+        sent = [await self._send(producer, output) for output in await self.on_assigned(partitions)]
+        if sent:
+            await asyncio.gather(*sent)
+        self._assignment_settled.set()
 
     async def _tick(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
         """Let the ticker act on the owned partitions; its outputs are acknowledged before the
@@ -222,7 +272,11 @@ class StageRunner:
                 return [await self._dead_letter(producer, record, "processing_error", detail)]
             return [await self._send(producer, output) for output in outputs]
 
-    async def _send(self, producer: AIOKafkaProducer, output: Output) -> asyncio.Future[Any]:
+    async def _send(self, producer: AIOKafkaProducer, output: Outgoing) -> asyncio.Future[Any]:
+        if isinstance(output, StateRecord):
+            return await producer.send(
+                output.topic, value=output.value, key=output.key, partition=output.partition
+            )
         key = output.event.kafka_key() if hasattr(output.event, "kafka_key") else None
         future = await producer.send(
             topic(self.settings, output.spec), value=encode(output.event), key=key
@@ -257,3 +311,19 @@ class StageRunner:
             original_value_encoding=encoding,
         )
         return await self._send(producer, Output(EVENTS_DLQ, letter))
+
+
+class _Assignments(ConsumerRebalanceListener):
+    """Tells the runner the partitions (of its first input) each rebalance gives it."""
+
+    def __init__(self, runner: StageRunner, producer: AIOKafkaProducer) -> None:
+        self.runner = runner
+        self.producer = producer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.runner.revoked()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        first = next(iter(self.runner._specs))
+        partitions = frozenset(tp.partition for tp in assigned if tp.topic == first)
+        await self.runner.assigned(self.producer, partitions)

@@ -10,9 +10,14 @@ from services.fusion.readings import DEFAULT_MAX_AGE_SECONDS, PARAMETERS
 class FusionSettings(ServiceSettings):
     metrics_port: int = Field(default=9103, ge=0, le=65535)
     partitions: int = Field(
-        default=4, ge=1, description="Partitions of events.clean; the state table matches them."
+        default=4, ge=1, description="Partitions of events.clean (the changelog gets as many)."
     )
-    state_dir: str = Field(default="var/fusion", description="Faust's local data directory.")
+    restore_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Time allowed to read the patients' records back from the changelog when "
+        "partitions are assigned.",
+    )
     max_age_seconds: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS),
         description="How old a reading may be before a snapshot marks it stale, per parameter "

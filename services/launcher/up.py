@@ -149,7 +149,6 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
         "KAFKA_BOOTSTRAP_SERVERS": kafka_url,
         "REDIS_URL": redis_url,
         "WARDFLOW_PARTITIONS": str(options.partitions),
-        "WARDFLOW_STATE_DIR": str(options.var_dir / "fusion"),
     }
     if embedded_kafka:  # Tansu answers a long-poll only when the wait expires: keep it short
         common_env |= {

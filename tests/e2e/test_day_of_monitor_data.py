@@ -159,7 +159,6 @@ async def test_a_day_of_dirty_data_yields_states_a_clinician_can_trust(
     cleaning_env = common | {"WARDFLOW_CONSUMER_GROUP": f"g{unique}-cleaning"}
     fusion_env = common | {
         "WARDFLOW_CONSUMER_GROUP": f"g{unique}-fusion",
-        "WARDFLOW_STATE_DIR": str(tmp_path / "fusion"),
         "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
         "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
         "WARDFLOW_MAX_AGE_SECONDS": LONG_AGES,

@@ -113,7 +113,6 @@ async def test_a_deteriorating_patient_is_escalated_and_gets_a_critical_care_bed
         "WARDFLOW_PARTITIONS": "2",
         "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10",
         "WARDFLOW_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "WARDFLOW_STATE_DIR": str(tmp_path / "fusion-state"),
     }
     unwatched, watched = "P-DETERIORATING", "P-ACKNOWLEDGED"
     async with (

@@ -1,4 +1,4 @@
-"""Fusion as a real faust worker process against the embedded broker."""
+"""Fusion as a real service process against the embedded broker."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ async def test_fuses_latest_readings_and_location(
     settings_factory, producer, kafka, tmp_path
 ) -> None:
     settings = await settings_factory()
-    env = fusion_env(settings) | {"WARDFLOW_STATE_DIR": str(tmp_path / "state")}
+    env = fusion_env(settings)
     admitted = PatientAdmitted(**envelope("P1", NOW, "ehr"), ward="WARD-A")
     newer = recorded("P1", NOW, heart_rate_bpm=88, spo2_percent=97)
     late = recorded("P1", NOW - timedelta(minutes=10), heart_rate_bpm=140, temperature_celsius=37.2)
@@ -192,7 +192,6 @@ async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
     settings = await settings_factory()
     long_ages = json.dumps(dict.fromkeys(PARAMETERS, 86_400))  # staleness is not under test here
     env = fusion_env(settings) | {
-        "WARDFLOW_STATE_DIR": str(tmp_path / "state"),
         "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
         "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
         "WARDFLOW_MAX_AGE_SECONDS": long_ages,
@@ -253,7 +252,6 @@ async def test_care_instructions_reach_the_patient_state_at_once(
 ) -> None:
     settings = await settings_factory()
     env = fusion_env(settings) | {
-        "WARDFLOW_STATE_DIR": str(tmp_path / "state"),
         "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "3600",  # only an at-once change goes out
     }
     role = {"set_by_role": "ICU consultant"}

@@ -117,7 +117,6 @@ async def test_fusion_reports_its_lag_last_processed_time_and_event_time_lag(
         "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10",
         "WARDFLOW_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "WARDFLOW_CONSUMER_LAG_SECONDS": "0.1",
-        "WARDFLOW_STATE_DIR": str(tmp_path / "state"),
     }
     port = free_port()
     seen: list[float] = []

@@ -37,8 +37,8 @@ FROM_CONFIG = {
     "scheduler": {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "WARDFLOW_REDIS_CLUSTER"},
 }
 FROM_SECRET = {"ingest": {"WARDFLOW_PSEUDONYM_KEY"}}
-# Only fusion writes to disk (faust's state directory): checked with strace on `wardflow up`.
-WRITABLE_SETTING = {"fusion": "state_dir"}
+# No service writes to disk but /tmp: fusion keeps its state in a changelog topic.
+WRITABLE_SETTING: dict[str, str] = {}
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:

@@ -1,16 +1,11 @@
-"""The arithmetic behind the gauges: consumer lag, occupancy, oldest waits (no broker, no Redis),
-and fusion's lag read from a stand-in for faust's consumer."""
+"""The arithmetic behind the gauges: consumer lag, occupancy, oldest waits (no broker, no Redis)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from aiokafka import TopicPartition
 
 from schemas.vocabulary import BedStatus
 from services.common.lag import PartitionOffsets, lag_by_topic
-from services.fusion.transport import consumer_lag
 from services.scheduler.gauges import occupancy_ratio, oldest_wait_seconds
 
 
@@ -61,46 +56,3 @@ def test_oldest_wait_is_the_earliest_request_and_zero_when_nobody_waits() -> Non
     assert oldest_wait_seconds([], now=1000.0) == 0.0
     assert oldest_wait_seconds([900.0, 400.0, 990.0], now=1000.0) == 600.0
     assert oldest_wait_seconds([1001.0], now=1000.0) == 0.0  # a clock a little ahead
-
-
-class FakeFaustConsumer:
-    """What `consumer_lag` reads from faust's consumer: its assignment, the fetched high
-    watermarks and the offsets it committed; it must call nothing (no method-queue call)."""
-
-    def __init__(self, clean: str) -> None:
-        self.fetched = {TopicPartition(clean, 0): 50, TopicPartition(clean, 1): 8}
-        self._committed_offset: dict[Any, int | None] = {TopicPartition(clean, 0): 45}
-        self.changelog = TopicPartition("wardflow-fusion-patients-changelog", 0)
-
-    def assignment(self) -> set[TopicPartition]:
-        return {*self.fetched, self.changelog}
-
-    def highwater(self, tp: TopicPartition) -> int:
-        return self.fetched[tp]
-
-
-class FakeBroker:
-    def __init__(self, clean: str) -> None:
-        self.ends = {TopicPartition(clean, 0): 40, TopicPartition(clean, 1): 12}
-        self.starts = {TopicPartition(clean, 0): 0, TopicPartition(clean, 1): 3}
-        self.asked: list[list[TopicPartition]] = []
-
-    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        self.asked.append(partitions)
-        return {tp: self.ends[tp] for tp in partitions}
-
-    async def beginning_offsets(
-        self, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        self.asked.append(partitions)
-        return {tp: self.starts[tp] for tp in partitions}
-
-
-async def test_fusion_lag_counts_its_input_topic_from_faust_committed_offsets() -> None:
-    clean = "t.events.clean"
-    consumer, broker = FakeFaustConsumer(clean), FakeBroker(clean)
-    # partition 0: max(50, 40) - committed 45 = 5; partition 1: max(8, 12) - the log's start 3
-    # = 9 (nothing committed yet); the table's changelog partition is not fusion's input.
-    assert await consumer_lag(consumer, broker, clean) == 14
-    assert all(tp.topic == clean for asked in broker.asked for tp in asked)
-    assert await consumer_lag(consumer, broker, "other") == 0
