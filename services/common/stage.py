@@ -14,7 +14,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +92,21 @@ RECORD_PARTITION: ContextVar[int] = ContextVar("record_partition", default=0)
 """The partition of the record being handled, for handlers that keep per-partition state."""
 
 
+_KIND = b'"kind":"'
+
+
+def _kind_of(value: bytes | None) -> str | None:
+    """The `kind` of an encoded event, read without decoding it (None: not found)."""
+    if not value:
+        return None
+    start = value.find(_KIND)
+    if start < 0:
+        return None
+    start += len(_KIND)
+    end = value.find(b'"', start)
+    return value[start:end].decode("ascii", "replace") if end > start else None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -113,18 +128,22 @@ class StageRunner:
         tick_seconds: float = 1.0,
         after_batch: Callable[[], Awaitable[Sequence[Outgoing]]] | None = None,
         on_assigned: Assigned | None = None,
+        kinds: Collection[str] | None = None,
     ) -> None:
         """`prepare` runs once before the stage joins its group; `ticker` every `tick_seconds`;
         `after_batch` after each batch's records, before its outputs are awaited and its offsets
         committed (its outputs are part of the batch); `on_assigned` at every assignment, its
         outputs acknowledged before processing goes on. All their outputs are sent like the
-        handler's."""
+        handler's. `kinds`: the event kinds the handler acts on (None: every kind); a record of
+        another kind is counted and skipped without being decoded (a stage that reads a topic
+        for a few of its kinds, as the scheduler reads events.clean)."""
         self.stage = stage
         self.prepare = prepare
         self.ticker = ticker
         self.tick_seconds = tick_seconds
         self.after_batch = after_batch
         self.on_assigned = on_assigned
+        self._kinds = frozenset(kinds) if kinds is not None else None
         # Set while the partitions held are the ones `on_assigned` was told of: aiokafka may hand
         # out records of a new assignment before its listener has finished.
         self._assignment_settled = asyncio.Event()
@@ -245,6 +264,10 @@ class StageRunner:
         RECORD_PARTITION.set(record.partition)
         self._events_in[spec.name].inc()
         with metrics.processing(self.stage):
+            if self._kinds is not None:
+                kind = _kind_of(record.value)
+                if kind is not None and kind not in self._kinds:
+                    return []  # not an event this stage acts on (no kind found: decoded)
             try:
                 event = decode(spec, record.value or b"")
             except ValidationError as error:

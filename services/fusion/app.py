@@ -201,4 +201,5 @@ def build(settings: FusionSettings) -> StageRunner:
         tick_seconds=settings.flush_check_interval_seconds,
         after_batch=fusion.after_batch,
         on_assigned=fusion.on_assigned,
+        kinds=CLINICAL_EVENTS,
     )

@@ -85,6 +85,21 @@ from services.scheduler.store import (
 log = logging.getLogger(__name__)
 
 STAGE = "scheduler"
+HANDLED_KINDS = frozenset(
+    kind.__name__
+    for kind in (
+        PatientAdmitted,
+        PatientTransferred,
+        PatientDischarged,
+        BedStatusReported,
+        CriticalCareBedRequested,
+        CriticalCareBedRequestWithdrawn,
+        BedRequested,
+        BedRequestCancelled,
+        AssessmentIssued,
+    )
+)
+"""The events `Scheduler` acts on: the stage skips the others (vital signs) without decoding."""
 
 
 class Scheduler:

@@ -19,7 +19,7 @@ from services.common.redis_client import make_redis
 from services.common.runtime import until_stopped
 from services.common.stage import StageRunner
 from services.scheduler.api import create_api
-from services.scheduler.app import STAGE, Scheduler
+from services.scheduler.app import HANDLED_KINDS, STAGE, Scheduler
 from services.scheduler.commands import Publisher
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.follower import LayoutFeed, LayoutFollower, settle_layout
@@ -72,6 +72,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             after_batch=scheduler.touched_snapshots,
             ticker=scheduler.tick,
             tick_seconds=settings.reservation_sweep_seconds,
+            kinds=HANDLED_KINDS,
         )
         closing = asyncio.Event()  # ends open event streams, so the server can stop
         publisher = Publisher(producer, settings, settings.broker_timeout_seconds)

@@ -37,12 +37,13 @@ from schemas.topics import (
     EVENTS_DLQ,
     PATIENTS_ASSESSMENTS,
     SCHEDULING_DECISIONS,
+    full_name,
 )
 from schemas.vocabulary import Band, BedStatus, LevelOfCare
 from services.common.embedded import EmbeddedServer
 from services.common.hospital import layout_from_dict
 from services.common.stage import Rejected, StageRunner
-from services.scheduler.app import Scheduler
+from services.scheduler.app import HANDLED_KINDS, Scheduler
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.store import RedisBedStore
 from tests.support import RunningStage, collect, publish
@@ -174,7 +175,11 @@ async def stage(
     )
     assert store.prefix == settings.redis_key_prefix
     runner = StageRunner(
-        "scheduler", settings, [EVENTS_CLEAN, PATIENTS_ASSESSMENTS], Scheduler(store, LAYOUT)
+        "scheduler",
+        settings,
+        [EVENTS_CLEAN, PATIENTS_ASSESSMENTS],
+        Scheduler(store, LAYOUT),
+        kinds=HANDLED_KINDS,  # as the service runs it
     )
     async with RunningStage(runner):
         yield Harness(settings, store, producer, kafka.url)
@@ -262,6 +267,23 @@ async def test_admission_to_an_unknown_ward_is_dead_lettered(stage: Harness) -> 
     assert (letter.stage, letter.reason) == ("scheduler", "unknown_ward")
     assert "NOWHERE" in letter.detail
     assert letter.original_value == admission.model_dump_json()
+
+
+async def test_kinds_it_does_not_act_on_are_skipped_undecoded_and_unreadable_ones_dead_lettered(
+    stage: Harness,
+) -> None:
+    clean = full_name(EVENTS_CLEAN, stage.settings.topic_prefix)
+    skipped = b'{"event_id":"x","kind":"VitalSignsRecorded","vitals":'  # not even JSON
+    unreadable = b'{"vitals": {"kind": "VitalSignsRecorded"'  # no top-level kind to read
+    for value in (skipped, unreadable):
+        await stage.producer.send_and_wait(clean, value=value, key=b"P1")
+    marker = admitted("P1")
+    await stage.send(marker)
+    await stage.read(SCHEDULING_DECISIONS, caused_by(marker))
+    letters = await stage.read(EVENTS_DLQ, lambda events: len(events) >= 1)
+    assert [(e.reason, e.original_value.encode()) for e in letters] == [
+        ("invalid_event", unreadable)
+    ]
 
 
 async def test_redelivered_admission_does_not_take_a_second_bed(stage: Harness) -> None:
