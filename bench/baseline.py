@@ -48,6 +48,7 @@ from bench.probe import (
 from bench.probe import inflow as inflows
 from bench.readback import TopicTail
 from schemas.topics import EVENTS_RAW
+from services.common.embedded import FETCH_WAIT_MS
 from services.common.kafka import BatchWriter, ensure_topics, make_producer, topic
 
 RELAYS = 3
@@ -237,7 +238,7 @@ async def sweep(
     verdicts: list[Verdict] = []
     async with running_stack(options.log_dir) as stack:
         await ensure_topics(stack.settings, dict.fromkeys(TOPICS, False), PARTITIONS)
-        env = {"WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10"}
+        env = {"WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_WAIT_MS)}  # as the pipeline
         for hop in range(1, RELAYS + 1):
             name = f"relay-{hop}"
             await stack.start_service(

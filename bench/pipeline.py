@@ -55,7 +55,7 @@ from schemas.topics import (
     PATIENTS_ASSESSMENTS,
     PATIENTS_STATE,
 )
-from services.common.embedded import free_port, start_redis
+from services.common.embedded import FETCH_WAIT_MS, free_port, start_redis
 from services.common.kafka import topic
 
 RATES = (250.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0)
@@ -246,7 +246,8 @@ async def start_pipeline(stack: Stack, options: Options) -> tuple[Ingest, dict[s
     redis = await start_redis(options.log_dir, options.log_dir / "pipeline-redis")
     stack.servers.append(redis)
     common = {"WARDFLOW_TOPIC_PREFIX": stack.settings.topic_prefix, "WARDFLOW_PARTITIONS": "4",
-              "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10", "REDIS_URL": redis.url}  # fmt: skip
+              "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_WAIT_MS),
+              "REDIS_URL": redis.url}  # fmt: skip
     ingest = await start_ingest(stack, common)
     for name in SERVICES:
         env = dict(common)

@@ -24,7 +24,13 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 
-from services.common.embedded import EmbeddedServer, free_port, start_kafka, start_redis
+from services.common.embedded import (
+    FETCH_WAIT_MS,
+    EmbeddedServer,
+    free_port,
+    start_kafka,
+    start_redis,
+)
 from services.common.kafka import create_topics
 from services.common.settings import ServiceSettings
 from services.launcher.monitor import SERVICES, Outcomes, StageCounts, follow_outcomes, scrape
@@ -152,7 +158,7 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
     }
     if embedded_kafka:  # Tansu answers a long-poll only when the wait expires: keep it short
         common_env |= {
-            "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": "10",
+            "WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_WAIT_MS),
             "WARDFLOW_KAFKA_SESSION_TIMEOUT_MS": "10000",
         }
     with console.status("starting ingest, cleaning, fusion, diagnosis and scheduler"):
