@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import httpx
@@ -236,6 +236,26 @@ async def sweep(
         raise RuntimeError("no events.raw records from the pipeline run to relay")
     rows: list[dict[str, Any]] = []
     verdicts: list[Verdict] = []
+    deadline = time.monotonic() + BUDGET_WINDOWS * (
+        options.warmup_seconds + options.duration_seconds
+    )
+    for per_second in (*rates, *EXTRA_RATES):
+        if rows and time.monotonic() > deadline:
+            rows[-1]["sweep_cut_by_time_budget"] = True
+            break
+        row = await rate_on_a_fresh_broker(options, pool, per_second)
+        rows.append(row)
+        verdicts.append(Verdict(row["sustained"], row["clearly_not_sustained"]))
+        if should_stop(verdicts):
+            break
+    return rows
+
+
+async def rate_on_a_fresh_broker(
+    options: Options, pool: list[tuple[bytes | None, bytes]], per_second: float
+) -> dict[str, Any]:
+    """One rate on its own broker and relays, as the pipeline's rates (`pipeline.py`)."""
+    options = replace(options, log_dir=options.log_dir / f"baseline-{per_second:g}")
     async with running_stack(options.log_dir) as stack:
         await ensure_topics(stack.settings, dict.fromkeys(TOPICS, False), PARTITIONS)
         env = {"WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_WAIT_MS)}  # as the pipeline
@@ -250,19 +270,7 @@ async def sweep(
         await tail.start()
         try:
             driver = Driver(BatchWriter(producer, TOPICS[0]), pool)
-            deadline = time.monotonic() + BUDGET_WINDOWS * (
-                options.warmup_seconds + options.duration_seconds
-            )
-            for per_second in (*rates, *EXTRA_RATES):
-                if rows and time.monotonic() > deadline:
-                    rows[-1]["sweep_cut_by_time_budget"] = True
-                    break
-                row = await run_rate(stack, driver, tail, per_second, options)
-                rows.append(row)
-                verdicts.append(Verdict(row["sustained"], row["clearly_not_sustained"]))
-                if should_stop(verdicts):
-                    break
+            return await run_rate(stack, driver, tail, per_second, options)
         finally:
             await tail.stop()
             await producer.stop()
-    return rows
