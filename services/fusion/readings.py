@@ -136,11 +136,28 @@ def _bucket(second: int) -> int:
 def add_point(history: tuple[Point, ...], latest_second: int, point: Point) -> tuple[Point, ...]:
     """The history with `point` added, thinned and cut to the window before `latest_second`."""
     first_bucket = _bucket(latest_second - TREND_WINDOW_SECONDS)
+    if history and point >= history[-1]:  # the usual case, in order: no rebuild
+        return _add_latest(history, first_bucket, point)
     kept = {_bucket(p[0]): p for p in history if _bucket(p[0]) >= first_bucket}
     bucket = _bucket(point[0])
     if bucket >= first_bucket and (bucket not in kept or point < kept[bucket]):
         kept[bucket] = point
     return tuple(sorted(kept.values()))
+
+
+def _add_latest(history: tuple[Point, ...], first_bucket: int, point: Point) -> tuple[Point, ...]:
+    """`add_point` for a point not earlier than any in the history (which is sorted, one point
+    per bucket): the same result without rebuilding the history."""
+    start = 0
+    while start < len(history) and _bucket(history[start][0]) < first_bucket:
+        start += 1
+    kept = history[start:] if start else history
+    bucket = _bucket(point[0])
+    if bucket < first_bucket:
+        return kept
+    if kept and _bucket(kept[-1][0]) == bucket:
+        return kept  # the bucket keeps its earliest point, which is not later than this one
+    return (*kept, point)
 
 
 def change_1h(track: NumericTrack) -> float | None:
@@ -168,15 +185,27 @@ def _oxygen_evidence(event: VitalSignsRecorded, flagged: set[str]) -> bool | Non
     return any(evidence) if evidence else None
 
 
+def _track(observed: Observed, value: float, history: tuple[Point, ...]) -> NumericTrack:
+    """A track from parts already valid (a validated event's reading, a history `add_point`
+    built): constructed without validating them again, the cost of every reading."""
+    return NumericTrack.model_construct(
+        at=observed.at,
+        source=observed.source,
+        event_id=observed.event_id,
+        value=value,
+        history=history,
+    )
+
+
 def _numeric(track: NumericTrack | None, observed: Observed, value: float) -> NumericTrack:
     second = int(observed.at.timestamp())
     if track is None:
-        return NumericTrack(**dict(observed), value=value, history=((second, value),))
+        return _track(observed, value, ((second, value),))
     newest = observed if observed.is_newer_than(track) else track
     history = add_point(track.history, int(newest.at.timestamp()), (second, value))
     if newest is track:
         return track if history == track.history else track.model_copy(update={"history": history})
-    return NumericTrack(**dict(observed), value=value, history=history)
+    return _track(observed, value, history)
 
 
 def observe(observations: Observations, event: VitalSignsRecorded) -> Observations:

@@ -24,6 +24,7 @@ from services.fusion.domain import (
     republish,
     snapshot,
 )
+from services.fusion.readings import add_point
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 POLICY = FusionPolicy()
@@ -375,3 +376,30 @@ def test_settings_refuse_an_unknown_parameter(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("WARDFLOW_MAX_AGE_SECONDS", '{"pulse": 300}')
     with pytest.raises(ValidationError, match="unknown parameters"):
         FusionSettings()
+
+
+def reference_add_point(
+    history: tuple[Any, ...], latest_second: int, point: Any
+) -> tuple[Any, ...]:
+    """The definition `add_point` keeps: one point per 5-minute bucket (the earliest), the last
+    hour before `latest_second`, sorted."""
+    first = (latest_second - 3600) // 300
+    kept = {p[0] // 300: p for p in history if p[0] // 300 >= first}
+    bucket = point[0] // 300
+    if bucket >= first and (bucket not in kept or point < kept[bucket]):
+        kept[bucket] = point
+    return tuple(sorted(kept.values()))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_in_order_shortcut_of_add_point_gives_the_defined_history(seed: int) -> None:
+    rng = random.Random(seed)
+    history: tuple[Any, ...] = ()
+    latest = 1_000_000
+    for _ in range(300):
+        second = latest + rng.randint(-900, 240)  # mostly in order, some late, some equal
+        point = (second, float(rng.randint(50, 60)))
+        latest = max(latest, second)
+        expected = reference_add_point(history, latest, point)
+        history = add_point(history, latest, point)
+        assert history == expected
