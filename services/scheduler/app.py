@@ -18,11 +18,9 @@ from schemas.assessments import (
 )
 from schemas.base import Event
 from schemas.beds import (
-    BedAssigned,
     BedRequestCancelled,
     BedRequested,
     BedRequestWaiting,
-    BedReserved,
     BedStateSnapshot,
     BedStatusReported,
     WardAvailabilityUpdated,
@@ -34,7 +32,6 @@ from schemas.topics import (
     TopicSpec,
 )
 from schemas.vocabulary import BedStatus, LevelOfCare
-from services.common import metrics
 from services.common.hospital import HospitalLayout
 from services.common.stage import Output, Rejected
 from services.scheduler.decisions import (
@@ -45,33 +42,29 @@ from services.scheduler.decisions import (
     derived_id,
     refused,
     released,
+    reservations_let_go,
 )
 from services.scheduler.domain import (
     BLOCKED_REASONS,
     CRITICAL_CARE_LEVELS,
-    ORIGINS,
     allocation_restriction,
-    cost_estimate,
     critical_care_level,
     critical_care_match,
     patient_profile,
     placement_origin,
     queue_score,
-    wait_band,
     wards_at_level,
     with_assessment,
 )
 from services.scheduler.gauges import GaugeBoard, read_figures
 from services.scheduler.metrics import (
-    ALLOCATIONS,
-    BED_WAIT_SECONDS,
     BEDS_BLOCKED,
     CRITICAL_CARE_OLDEST_WAIT,
     CRITICAL_CARE_REQUESTS,
     CRITICAL_CARE_WAITING,
-    TIME_TO_BED_SECONDS,
     TRANSITIONS_REFUSED,
 )
+from services.scheduler.placed import bed_assigned, bed_reserved
 from services.scheduler.policy import SchedulingPolicy, configured_policy
 from services.scheduler.store import (
     Assignment,
@@ -84,7 +77,6 @@ from services.scheduler.store import (
 
 log = logging.getLogger(__name__)
 
-STAGE = "scheduler"
 HANDLED_KINDS = frozenset(
     kind.__name__
     for kind in (
@@ -231,7 +223,7 @@ class Scheduler:
             what = f"new-bed:{placed.bed}"
             change = BedChange(placed.bed, BedStatus.AVAILABLE, BedStatus(placed.status))
             outputs.append(bed_changed(cause, ward_id, change, what, common))
-            outputs.append(self._assigned(cause, ward_id, placed, now, common, what))
+            outputs.append(self._placed(cause, ward_id, placed, now, common, what))
         return outputs
 
     async def _handle(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
@@ -423,12 +415,13 @@ class Scheduler:
             outputs.append(bed_changed(cause, result.ward, change, what, common, reason))
         if result.assigned is not None:
             outputs.append(
-                self._assigned(cause, result.ward, result.assigned, now, common, "assigned")
+                self._placed(cause, result.ward, result.assigned, now, common, "assigned")
             )
         for index, placed in enumerate(result.served):
             what = f"{step}served:{index}"
-            outputs.append(self._assigned(cause, result.ward, placed, now, common, what))
-        outputs += self._reservations_let_go(cause, result, step)
+            outputs.append(self._placed(cause, result.ward, placed, now, common, what))
+        ward = self.layout.ward(result.ward)
+        outputs += reservations_let_go(cause, result, step, ward.level_of_care if ward else None)
         if result.outcome == "waiting":
             assert isinstance(cause, Event)  # a sweep queues nobody
             # no_matching_bed: beds are free but none fits the patient's needs or sex.
@@ -457,59 +450,6 @@ class Scheduler:
                 )
             )
         return [*outputs, *await self._settle(cause, result, step)]
-
-    def _reservations_let_go(self, cause: Cause, result: ChangeResult, step: str) -> list[Output]:
-        """BedReservationReleased for every reservation a ward script let go, and a
-        BedRequestWaiting for a ward reservation's patient queued again without a bed."""
-        ward = self.layout.ward(result.ward)
-        ward_level = ward.level_of_care if ward else None
-        tag = f"{result.ward}:{step}"
-        outputs = []
-        if result.released is not None:
-            outputs.append(
-                released(
-                    cause, result.released, "placed_in_named_bed", f"{tag}:released", ward_level
-                )
-            )
-        if result.displaced is not None:
-            outputs.append(
-                released(cause, result.displaced, "bed_taken", f"{tag}:displaced", ward_level)
-            )
-        if result.cancelled is not None:
-            outputs.append(
-                released(
-                    cause,
-                    result.cancelled,
-                    "request_withdrawn",
-                    f"{tag}:cancelled",
-                    ward_level,
-                    withdrawal_reason="cancelled",
-                )
-            )
-        for lapsed in result.expired:
-            what = f"{tag}:expired:{lapsed.request_id}"
-            outputs.append(released(cause, lapsed, "reservation_expired", what, ward_level))
-        displaced = result.displaced
-        if displaced is not None and result.requeued is not None:
-            now = datetime.now(UTC)
-            requeued_reason: Any = result.requeued  # a BedRequestWaiting reason, validated
-            outputs.append(
-                Output(
-                    SCHEDULING_DECISIONS,
-                    BedRequestWaiting(
-                        event_id=derived_id(cause.event_id, f"{tag}:requeued"),
-                        patient_id=displaced.patient_id,
-                        ward=result.ward,
-                        reason=requeued_reason,
-                        cause_event_id=cause.event_id,
-                        request_id=displaced.request_id,
-                        occurred_at=now,
-                        recorded_at=now,
-                        source=SOURCE,
-                    ),
-                )
-            )
-        return outputs
 
     async def _settle(self, cause: Cause, result: ChangeResult, step: str) -> list[Output]:
         """After a change in an HDU/ICU ward: a freed bed serves the level's queue, a request whose
@@ -639,18 +579,22 @@ class Scheduler:
             outputs.append(bed_changed(cause, change.ward, change, what, common))
         for index, placed in enumerate(result.assigned):
             what = f"{tag}:assigned:{index}"
-            outputs.append(self._assigned(cause, placed.ward, placed.assignment, now, common, what))
+            outputs.append(self._placed(cause, placed.ward, placed.assignment, now, common, what))
         for lapsed in result.expired:
             CRITICAL_CARE_REQUESTS.labels(level.value, "expired").inc()
             what = f"{tag}:expired:{lapsed.request_id}"
             outputs.append(released(cause, lapsed, "reservation_expired", what))
         for held in result.reserved:
             CRITICAL_CARE_REQUESTS.labels(level.value, "reserved").inc()
-            outputs.append(self._reserved(cause, held, level, now, common, tag, measure=True))
+            outputs.append(
+                bed_reserved(cause, held, level, now, common, tag, self.policy.tariff, measure=True)
+            )
         request = result.request
         if result.outcome == "already" and request is not None and request.state == "reserved":
             # The patient already held a bed of this level (a newer request id took it over).
-            outputs.append(self._reserved(cause, request, level, now, common, tag))
+            outputs.append(
+                bed_reserved(cause, request, level, now, common, tag, self.policy.tariff)
+            )
         waiting = result.outcome in ("waiting", "already")
         if request is not None and request.state == "waiting" and waiting:
             if result.outcome == "waiting":
@@ -690,78 +634,18 @@ class Scheduler:
             CRITICAL_CARE_OLDEST_WAIT.labels(level.value).set(0)
         return outputs
 
-    def _reserved(
-        self,
-        cause: Cause,
-        held: CareRequest,
-        level: LevelOfCare,
-        now: datetime,
-        common: dict[str, Any],
-        tag: str,
-        measure: bool = False,
-    ) -> Output:
-        """A BedReserved; `measure`: a new reservation, its wait counted for fairness."""
-        assert held.ward is not None and held.bed is not None
-        wait = max(0.0, now.timestamp() - held.requested_at_epoch)
-        if measure:
-            BED_WAIT_SECONDS.labels(wait_band(held.band), "critical_care").observe(wait)
-        return Output(
-            SCHEDULING_DECISIONS,
-            BedReserved(
-                event_id=derived_id(cause.event_id, f"{tag}:reserved:{held.request_id}"),
-                patient_id=held.patient_id,
-                ward=held.ward,
-                bed=held.bed,
-                request_id=held.request_id,
-                level_of_care=level,
-                wait_seconds=wait,
-                cause_event_id=cause.event_id,
-                cost_estimate=cost_estimate(self.policy.tariff, level, held.needs),
-                **common,
-            ),
-        )
-
-    def _assigned(
+    def _placed(
         self,
         cause: Cause,
         ward_id: str,
-        assigned: Assignment,
+        placement: Assignment,
         now: datetime,
         common: dict[str, Any],
         what: str,
     ) -> Output:
-        """A BedAssigned for a patient given a bed, or a BedReserved for a bed held for a bed
-        manager's request (its wait measured for fairness now, not when the patient arrives)."""
-        wait = max(0.0, now.timestamp() - assigned.requested_at_epoch)
         ward = self.layout.ward(ward_id)
         level = ward.level_of_care if ward else None
-        if assigned.reservation is not None and level is not None:
-            held = assigned.reservation
-            if assigned.origin in ORIGINS:
-                BED_WAIT_SECONDS.labels(wait_band(assigned.band), assigned.origin).observe(wait)
-            return self._reserved(cause, held, level, now, common, f"{ward_id}:{what}")
-        ALLOCATIONS.labels(ward_id).inc()
-        TIME_TO_BED_SECONDS.labels(level.value if level else "unknown").observe(wait)
-        if assigned.origin in ORIGINS:  # None: a reserved bed's holder, measured at reservation
-            BED_WAIT_SECONDS.labels(wait_band(assigned.band), assigned.origin).observe(wait)
-        metrics.END_TO_END_LATENCY_SECONDS.labels(STAGE).observe(
-            max(0.0, (now - cause.recorded_at).total_seconds())
-        )
-        return Output(
-            SCHEDULING_DECISIONS,
-            BedAssigned(
-                event_id=derived_id(cause.event_id, f"{ward_id}:{what}"),
-                patient_id=assigned.patient_id,
-                ward=ward_id,
-                bed=assigned.bed,
-                cause_event_id=cause.event_id,
-                wait_seconds=wait,
-                cost_estimate=(
-                    cost_estimate(self.policy.tariff, level, assigned.needs) if level else None
-                ),
-                **common,
-            ),
-        )
+        return bed_assigned(cause, ward_id, level, placement, now, common, what, self.policy.tariff)
 
     async def _availability(
         self, ward_id: str, cause: UUID, common: dict[str, Any], what: str = ""

@@ -10,7 +10,12 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from schemas.base import Event
-from schemas.beds import BedReservationReleased, BedStatusChanged, BedTransitionRefused
+from schemas.beds import (
+    BedRequestWaiting,
+    BedReservationReleased,
+    BedStatusChanged,
+    BedTransitionRefused,
+)
 from schemas.topics import BEDS_EVENTS, SCHEDULING_DECISIONS
 from schemas.vocabulary import BedStatus, LevelOfCare
 from services.common.stage import Output
@@ -111,3 +116,56 @@ def refused(
             **common,
         ),
     )
+
+
+def reservations_let_go(
+    cause: Cause, result: ChangeResult, step: str, ward_level: LevelOfCare | None
+) -> list[Output]:
+    """BedReservationReleased for every reservation a ward script let go, and a
+    BedRequestWaiting for a ward reservation's patient queued again without a bed. `ward_level`:
+    the level of care of the result's ward."""
+    tag = f"{result.ward}:{step}"
+    outputs = []
+    if result.released is not None:
+        outputs.append(
+            released(cause, result.released, "placed_in_named_bed", f"{tag}:released", ward_level)
+        )
+    if result.displaced is not None:
+        outputs.append(
+            released(cause, result.displaced, "bed_taken", f"{tag}:displaced", ward_level)
+        )
+    if result.cancelled is not None:
+        outputs.append(
+            released(
+                cause,
+                result.cancelled,
+                "request_withdrawn",
+                f"{tag}:cancelled",
+                ward_level,
+                withdrawal_reason="cancelled",
+            )
+        )
+    for lapsed in result.expired:
+        what = f"{tag}:expired:{lapsed.request_id}"
+        outputs.append(released(cause, lapsed, "reservation_expired", what, ward_level))
+    displaced = result.displaced
+    if displaced is not None and result.requeued is not None:
+        now = datetime.now(UTC)
+        requeued_reason: Any = result.requeued  # a BedRequestWaiting reason, validated
+        outputs.append(
+            Output(
+                SCHEDULING_DECISIONS,
+                BedRequestWaiting(
+                    event_id=derived_id(cause.event_id, f"{tag}:requeued"),
+                    patient_id=displaced.patient_id,
+                    ward=result.ward,
+                    reason=requeued_reason,
+                    cause_event_id=cause.event_id,
+                    request_id=displaced.request_id,
+                    occurred_at=now,
+                    recorded_at=now,
+                    source=SOURCE,
+                ),
+            )
+        )
+    return outputs

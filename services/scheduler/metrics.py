@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+STAGE = "scheduler"
+"""The stage name in every per-stage metric's labels."""
+
 BEDS = Gauge("wardflow_beds", "Beds by ward and status.", ["ward", "status"])
 BEDS_BLOCKED = Gauge(
     "wardflow_beds_blocked",

@@ -19,11 +19,12 @@ from services.common.redis_client import make_redis
 from services.common.runtime import until_stopped
 from services.common.stage import StageRunner
 from services.scheduler.api import create_api
-from services.scheduler.app import HANDLED_KINDS, STAGE, Scheduler
+from services.scheduler.app import HANDLED_KINDS, Scheduler
 from services.scheduler.commands import Publisher
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.follower import LayoutFeed, LayoutFollower, settle_layout
 from services.scheduler.layout import folded
+from services.scheduler.metrics import STAGE
 from services.scheduler.policy import load_policy
 from services.scheduler.rebuild import rebuild
 from services.scheduler.store import RedisBedStore
