@@ -171,7 +171,8 @@ class StageRunner:
     async def run(self) -> None:
         consumer = make_consumer(self.settings, self.settings.group_for(self.stage))
         producer = make_producer(self.settings)
-        consumer.subscribe(list(self._specs), listener=_Assignments(self, producer))
+        first = next(iter(self._specs))
+        consumer.subscribe(list(self._specs), listener=_Assignments(self, producer, first))
         await producer.start()
         self.producer = producer
         try:
@@ -339,14 +340,14 @@ class StageRunner:
 class _Assignments(ConsumerRebalanceListener):
     """Tells the runner the partitions (of its first input) each rebalance gives it."""
 
-    def __init__(self, runner: StageRunner, producer: AIOKafkaProducer) -> None:
+    def __init__(self, runner: StageRunner, producer: AIOKafkaProducer, first: str) -> None:
         self.runner = runner
         self.producer = producer
+        self.first = first  # the topic whose partitions the runner is told of
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.runner.revoked()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        first = next(iter(self.runner._specs))
-        partitions = frozenset(tp.partition for tp in assigned if tp.topic == first)
+        partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.first)
         await self.runner.assigned(self.producer, partitions)

@@ -20,7 +20,6 @@ from schemas.base import Event
 from schemas.beds import (
     BedRequestCancelled,
     BedRequested,
-    BedRequestWaiting,
     BedStateSnapshot,
     BedStatusReported,
     WardAvailabilityUpdated,
@@ -28,7 +27,6 @@ from schemas.beds import (
 from schemas.topics import (
     BEDS_AVAILABILITY,
     BEDS_STATE,
-    SCHEDULING_DECISIONS,
     TopicSpec,
 )
 from schemas.vocabulary import BedStatus, LevelOfCare
@@ -43,6 +41,7 @@ from services.scheduler.decisions import (
     refused,
     released,
     reservations_let_go,
+    waiting,
 )
 from services.scheduler.domain import (
     BLOCKED_REASONS,
@@ -425,19 +424,10 @@ class Scheduler:
         if result.outcome == "waiting":
             assert isinstance(cause, Event)  # a sweep queues nobody
             # no_matching_bed: beds are free but none fits the patient's needs or sex.
-            waiting_reason: Any = result.waiting_reason or "no_bed_available"
+            reason = result.waiting_reason or "no_bed_available"
+            patient_id: str = cause.patient_id  # type: ignore[attr-defined]
             outputs.append(
-                Output(
-                    SCHEDULING_DECISIONS,
-                    BedRequestWaiting(
-                        event_id=derived_id(cause.event_id, f"{result.ward}:waiting"),
-                        patient_id=cause.patient_id,  # type: ignore[attr-defined]
-                        ward=result.ward,
-                        reason=waiting_reason,
-                        cause_event_id=cause.event_id,
-                        **common,
-                    ),
-                )
+                waiting(cause, patient_id, result.ward, reason, f"{result.ward}:waiting")
             )
         if result.outcome in ("refused", "unknown_bed") and requested is not None:
             assert isinstance(cause, Event)  # a sweep changes no bed by request
@@ -502,24 +492,12 @@ class Scheduler:
         wards = wards_at_level(self.layout, level)
         if not wards:
             CRITICAL_CARE_REQUESTS.labels(level.value, "no_ward").inc()
-            now = datetime.now(UTC)
+            what = f"cc:{level}:no_ward"
+            reason = "no_ward_at_level_of_care"
             return [
-                Output(
-                    SCHEDULING_DECISIONS,
-                    BedRequestWaiting(
-                        event_id=derived_id(event.event_id, f"cc:{level}:no_ward"),
-                        patient_id=event.patient_id,
-                        ward=from_ward,
-                        reason="no_ward_at_level_of_care",
-                        cause_event_id=event.event_id,
-                        level_of_care=level,
-                        request_id=event.event_id,
-                        occurred_at=now,
-                        recorded_at=now,
-                        source=SOURCE,
-                    ),
-                )
-            ]
+                waiting(event, event.patient_id, from_ward, reason, what,
+                        level=level, request_id=event.event_id)
+            ]  # fmt: skip
         request = CareRequest(
             request_id=event.event_id,
             patient_id=event.patient_id,
@@ -595,25 +573,16 @@ class Scheduler:
             outputs.append(
                 bed_reserved(cause, request, level, now, common, tag, self.policy.tariff)
             )
-        waiting = result.outcome in ("waiting", "already")
-        if request is not None and request.state == "waiting" and waiting:
+        still_queued = result.outcome in ("waiting", "already")
+        if request is not None and request.state == "waiting" and still_queued:
             if result.outcome == "waiting":
                 CRITICAL_CARE_REQUESTS.labels(level.value, "waiting").inc()
             outputs.append(
-                Output(
-                    SCHEDULING_DECISIONS,
-                    BedRequestWaiting(
-                        event_id=derived_id(cause.event_id, f"{tag}:waiting"),
-                        patient_id=request.patient_id,
-                        ward=request.from_ward,
-                        reason=result.waiting_reason,
-                        cause_event_id=cause.event_id,
-                        level_of_care=level,
-                        request_id=request.request_id,
-                        **common,
-                    ),
+                waiting(
+                    cause, request.patient_id, request.from_ward, result.waiting_reason,
+                    f"{tag}:waiting", level=level, request_id=request.request_id,
                 )
-            )
+            )  # fmt: skip
         if result.outcome == "withdrawn" and request is not None:
             CRITICAL_CARE_REQUESTS.labels(level.value, "withdrawn").inc()
             outputs.append(

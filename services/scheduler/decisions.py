@@ -64,6 +64,37 @@ class Sweep:
 Cause = Event | Sweep
 
 
+def waiting(
+    cause: Cause,
+    patient_id: str,
+    ward: str,
+    reason: Any,
+    what: str,
+    *,
+    level: LevelOfCare | None = None,
+    request_id: UUID | None = None,
+) -> Output:
+    """A BedRequestWaiting: the patient needs a bed the scheduler could not give yet, and why
+    (`reason`, validated by the model). A critical-care request's names its `level` and
+    `request_id`, and `ward` is the patient's current ward."""
+    now = datetime.now(UTC)
+    return Output(
+        SCHEDULING_DECISIONS,
+        BedRequestWaiting(
+            event_id=derived_id(cause.event_id, what),
+            patient_id=patient_id,
+            ward=ward,
+            reason=reason,
+            cause_event_id=cause.event_id,
+            level_of_care=level,
+            request_id=request_id,
+            occurred_at=now,
+            recorded_at=now,
+            source=SOURCE,
+        ),
+    )
+
+
 def released(
     cause: Cause,
     request: CareRequest,
@@ -150,22 +181,11 @@ def reservations_let_go(
         outputs.append(released(cause, lapsed, "reservation_expired", what, ward_level))
     displaced = result.displaced
     if displaced is not None and result.requeued is not None:
-        now = datetime.now(UTC)
-        requeued_reason: Any = result.requeued  # a BedRequestWaiting reason, validated
+        what = f"{tag}:requeued"
         outputs.append(
-            Output(
-                SCHEDULING_DECISIONS,
-                BedRequestWaiting(
-                    event_id=derived_id(cause.event_id, f"{tag}:requeued"),
-                    patient_id=displaced.patient_id,
-                    ward=result.ward,
-                    reason=requeued_reason,
-                    cause_event_id=cause.event_id,
-                    request_id=displaced.request_id,
-                    occurred_at=now,
-                    recorded_at=now,
-                    source=SOURCE,
-                ),
+            waiting(
+                cause, displaced.patient_id, result.ward, result.requeued, what,
+                request_id=displaced.request_id,
             )
-        )
+        )  # fmt: skip
     return outputs
