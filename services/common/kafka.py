@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Collection
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -105,49 +106,80 @@ async def wait_for_broker(bootstrap_servers: str, timeout_seconds: float = 30.0)
     raise TimeoutError(f"Kafka at {bootstrap_servers} did not answer: {last_error!r}")
 
 
-class BatchWriter:
-    """Writes many keyed records to one topic as one batch per partition.
+class Outbox:
+    """Records to produce, gathered and then sent as one record batch per topic partition.
 
-    Cheaper than one `send()` per record (one future per partition batch instead of per record)
-    and keeps each key's records in order. The partition of a key is the same as `send()` would
-    choose (murmur2, as Kafka's Java client), so per-key ordering holds across both paths.
+    Cheaper than one `send()` per record (one future per partition batch instead of one per
+    record, and no per-record trip through the producer's accumulator) and keeps each key's
+    records in the order they were added. The partition of a key is the one `send()` would choose
+    (murmur2, as Kafka's Java client), so per-key ordering holds across both paths.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic_name: str) -> None:
+    def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
-        self.topic = topic_name
         self._partitioner = DefaultPartitioner()
-        self._partitions: list[int] = []
-        self._partition_of: dict[bytes | None, int] = {}
+        self._partitions: dict[str, list[int]] = {}
+        self._partition_of: dict[tuple[str, bytes], int] = {}
+        self._pending: list[tuple[str, int | None, bytes | None, bytes | None]] = []
+
+    def add(
+        self, topic_name: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """Queue one record; `partition` None: the key's partition (a random one if no key)."""
+        self._pending.append((topic_name, partition, key, value))
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def send(self) -> list[asyncio.Future[Any]]:
+        """Hand every queued record to the producer; the futures resolve on the broker's ack."""
+        pending, self._pending = self._pending, []
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        for topic_name, partition, key, value in pending:
+            if partition is None:
+                partition = await self._partition(topic_name, key)
+            by_partition.setdefault((topic_name, partition), []).append((key, value))
+        futures = []
+        for (topic_name, partition), records in by_partition.items():
+            batch = self.producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
+                    futures.append(
+                        await self.producer.send_batch(batch, topic_name, partition=partition)
+                    )
+                    batch = self.producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # the first always fits
+            futures.append(await self.producer.send_batch(batch, topic_name, partition=partition))
+        return futures
+
+    async def _partition(self, topic_name: str, key: bytes | None) -> int:
+        partitions = self._partitions.get(topic_name)
+        if partitions is None:
+            partitions = sorted(await self.producer.partitions_for(topic_name))
+            self._partitions[topic_name] = partitions
+        if key is None:  # a keyless record goes to a random partition each time
+            return int(self._partitioner(None, partitions, partitions))
+        partition = self._partition_of.get((topic_name, key))  # murmur2 in Python: remember
+        if partition is None:
+            partition = int(self._partitioner(key, partitions, partitions))
+            if len(self._partition_of) > 200_000:
+                self._partition_of.clear()
+            self._partition_of[(topic_name, key)] = partition
+        return partition
+
+
+class BatchWriter:
+    """Writes many keyed records to one topic as one batch per partition (an `Outbox`)."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic_name: str) -> None:
+        self.topic = topic_name
+        self._outbox = Outbox(producer)
 
     async def write(self, records: list[tuple[bytes | None, bytes]]) -> None:
         """Send every (key, value) and wait until the broker acknowledged all of them."""
-        if not self._partitions:
-            self._partitions = sorted(await self.producer.partitions_for(self.topic))
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
         for key, value in records:
-            partition = self._partition_of.get(key)  # murmur2 in Python is not cheap: remember
-            if partition is None:
-                partition = self._partitioner(key, self._partitions, self._partitions)
-                if len(self._partition_of) > 200_000:
-                    self._partition_of.clear()
-                if key is not None:  # a keyless record goes to a random partition each time
-                    self._partition_of[key] = partition
-            by_partition.setdefault(partition, []).append((key, value))
-        futures = []
-        for partition, items in by_partition.items():
-            batch = self.producer.create_batch()
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
-                    batch.close()
-                    futures.append(
-                        await self.producer.send_batch(batch, self.topic, partition=partition)
-                    )
-                    batch = self.producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            batch.close()
-            futures.append(await self.producer.send_batch(batch, self.topic, partition=partition))
-        await asyncio.gather(*futures)
+            self._outbox.add(self.topic, key, value)
+        await asyncio.gather(*await self._outbox.send())
 
 
 class ReadDeadline(TimeoutError):

@@ -7,9 +7,9 @@ moving, but the embedded broker answers it with the base offset of its last reco
 one, short of the end when a batch held several records (see `kafka.read_to_end`). Neither is
 ever past the end, so the larger of the two is the best estimate.
 
-The consumed side is the committed position: the first offset of the batch being processed for a
-partition in it, else the consumer's position (equal to the committed offset between batches,
-since a stage commits every batch it processed).
+The consumed side is the position processed to: the first offset of the batch being processed
+for a partition in it, else the consumer's position (every record before it is processed; a stage
+with a commit interval commits it later).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class PartitionOffsets:
     topic: str
     fetched_end: int | None  # the high watermark of the last fetch response; None before one
     broker_end: int | None  # the broker's end offset (ListOffsets)
-    consumed: int | None  # the committed position
+    consumed: int | None  # the position processed to
 
 
 def lag_by_topic(partitions: Iterable[PartitionOffsets], topics: Iterable[str]) -> dict[str, int]:
@@ -44,7 +44,7 @@ async def read_offsets(
     consumer: AIOKafkaConsumer, in_flight: Mapping[TopicPartition, int]
 ) -> list[PartitionOffsets]:
     """The offsets of every partition assigned to `consumer`. `in_flight`: the first offset of
-    each partition of the batch being processed (its committed position until the commit).
+    each partition of the batch being processed (the position processed to until it is done).
 
     Raises aiokafka's `IllegalStateError` when a partition is revoked meanwhile (try again later).
     """

@@ -6,9 +6,7 @@ Names are `wardflow_<what>_<unit>`; counters end in `_total`; labels come only f
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -34,7 +32,9 @@ EVENTS_REJECTED = Counter(
     ["stage", "reason"],
 )
 EVENTS_IN_PROGRESS = Gauge(
-    "wardflow_events_in_progress", "Events a stage is processing right now.", ["stage"]
+    "wardflow_events_in_progress",
+    "Events of the batch a stage has in hand and has not finished yet.",
+    ["stage"],
 )
 PROCESSING_SECONDS = Histogram(
     "wardflow_processing_seconds",
@@ -50,13 +50,13 @@ EVENT_TIME_LAG_SECONDS = Histogram(
 )
 LAST_PROCESSED_TIMESTAMP = Gauge(
     "wardflow_last_processed_timestamp_seconds",
-    "Unix time of the last event a stage finished.",
+    "Unix time a stage last finished a batch of events.",
     ["stage"],
 )
 CONSUMER_LAG_RECORDS = Gauge(
     "wardflow_consumer_lag_records",
     "Records of an input topic not yet processed by this replica of a stage: the sum over its"
-    " assigned partitions of the end offset minus the committed position.",
+    " assigned partitions of the end offset minus the position processed to.",
     ["stage", "topic"],
 )
 END_TO_END_LATENCY_SECONDS = Histogram(
@@ -82,29 +82,15 @@ def declare_stage(stage: str, topics: Iterable[str]) -> None:
 
 
 @cache
-def _stage_series(stage: str) -> tuple[Any, Any, Any]:
+def stage_series(stage: str) -> tuple[Any, Any, Any]:
     """The stage's in-progress, processing-time and last-processed series. `labels()` costs a
-    lock and a lookup per call, and this runs for every event: the children are looked up once
+    lock and a lookup per call, and this runs for every batch: the children are looked up once
     (prometheus_client keeps returning the same child for the same labels)."""
     return (
         EVENTS_IN_PROGRESS.labels(stage),
         PROCESSING_SECONDS.labels(stage),
         LAST_PROCESSED_TIMESTAMP.labels(stage),
     )
-
-
-@contextmanager
-def processing(stage: str) -> Iterator[None]:
-    """Count one event in progress and time it; records the last-processed time at the end."""
-    in_progress, seconds, last = _stage_series(stage)
-    in_progress.inc()
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds.observe(time.perf_counter() - started)
-        in_progress.dec()
-        last.set(time.time())
 
 
 def serve_metrics(host: str, port: int) -> None:

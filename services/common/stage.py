@@ -37,7 +37,7 @@ from schemas.deadletter import EventDeadLettered
 from schemas.topics import EVENTS_DLQ, TopicSpec
 from services.common import metrics
 from services.common.errors import summarise
-from services.common.kafka import make_consumer, make_producer, topic
+from services.common.kafka import Outbox, make_consumer, make_producer, topic
 from services.common.lag import lag_by_topic, read_offsets
 from services.common.settings import ServiceSettings
 
@@ -126,22 +126,32 @@ class StageRunner:
         prepare: Callable[[], Awaitable[Sequence[Output] | None]] | None = None,
         ticker: Ticker | None = None,
         tick_seconds: float = 1.0,
-        after_batch: Callable[[], Awaitable[Sequence[Outgoing]]] | None = None,
+        before_commit: Callable[[], Awaitable[Sequence[Outgoing]]] | None = None,
+        commit_interval_seconds: float = 0.0,
         on_assigned: Assigned | None = None,
         kinds: Collection[str] | None = None,
     ) -> None:
         """`prepare` runs once before the stage joins its group; `ticker` every `tick_seconds`;
-        `after_batch` after each batch's records, before its outputs are awaited and its offsets
-        committed (its outputs are part of the batch); `on_assigned` at every assignment, its
-        outputs acknowledged before processing goes on. All their outputs are sent like the
-        handler's. `kinds`: the event kinds the handler acts on (None: every kind); a record of
-        another kind is counted and skipped without being decoded (a stage that reads a topic
-        for a few of its kinds, as the scheduler reads events.clean)."""
+        `before_commit` before each commit of the offsets, its outputs acknowledged first (a
+        stage's state written out: the scheduler's bed snapshots, fusion's changelog);
+        `on_assigned` at every assignment, its outputs acknowledged before processing goes on.
+        All their outputs are sent like the handler's.
+
+        `commit_interval_seconds`: 0 commits after every batch; more commits at most that often
+        (and when the stage stops), as Kafka Streams' `commit.interval.ms`: each batch's outputs
+        are still acknowledged before the next batch, but the state written before a commit is
+        written once per interval instead of once per batch. A crash replays the events since
+        the last commit onto the state written with it.
+
+        `kinds`: the event kinds the handler acts on (None: every kind); a record of another kind
+        is counted and skipped without being decoded (a stage that reads a topic for a few of its
+        kinds, as the scheduler reads events.clean)."""
         self.stage = stage
         self.prepare = prepare
         self.ticker = ticker
         self.tick_seconds = tick_seconds
-        self.after_batch = after_batch
+        self.before_commit = before_commit
+        self.commit_interval_seconds = commit_interval_seconds
         self.on_assigned = on_assigned
         self._kinds = frozenset(kinds) if kinds is not None else None
         # Set while the partitions held are the ones `on_assigned` was told of: aiokafka may hand
@@ -157,12 +167,14 @@ class StageRunner:
         # Per-event series, looked up once (labels() takes a lock and a lookup per call).
         self._events_in = {spec.name: metrics.EVENTS_IN.labels(stage, spec.name) for spec in inputs}
         self._event_time_lag = metrics.EVENT_TIME_LAG_SECONDS.labels(stage)
+        self._events_out_series: dict[str, Any] = {}
+        self._topic_names: dict[str, str] = {}
         metrics.declare_stage(stage, [spec.name for spec in inputs])
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.producer: AIOKafkaProducer | None = None
-        # The first offset of each partition of the batch being processed (its committed
-        # position until the commit), for the consumer lag.
+        # The first offset of each partition of the batch being processed (the position processed
+        # to until the batch is done), for the consumer lag.
         self._in_flight: dict[TopicPartition, int] = {}
 
     def stop(self) -> None:
@@ -173,18 +185,18 @@ class StageRunner:
         producer = make_producer(self.settings)
         first = next(iter(self._specs))
         consumer.subscribe(list(self._specs), listener=_Assignments(self, producer, first))
+        outbox = Outbox(producer)  # the loop's; a rebalance listener's outputs get their own
         await producer.start()
         self.producer = producer
         try:
             if self.prepare is not None:  # e.g. restore or publish state, before joining the group
-                prepared = await self.prepare() or []
-                sent = [await self._send(producer, output) for output in prepared]
-                if sent:
-                    await asyncio.gather(*sent)
+                await self._deliver(Outbox(producer), await self.prepare() or [])
             await consumer.start()
             lag_watch = asyncio.create_task(self._watch_lag(consumer))
             try:
                 next_tick = 0.0
+                uncommitted = False
+                next_commit = time.monotonic() + self.commit_interval_seconds
                 while not self._stopping.is_set():
                     batch = await consumer.getmany(timeout_ms=200)
                     self._in_flight = {tp: records[0].offset for tp, records in batch.items()}
@@ -194,21 +206,27 @@ class StageRunner:
                         log.info("stage ready partitions=%d", len(consumer.assignment()))
                     if self.ticker is not None and time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + self.tick_seconds
-                        await self._tick(producer, consumer)
-                    if not batch:
-                        continue
-                    await self._assignment_settled.wait()
-                    pending = []
-                    for records in batch.values():
-                        for record in records:
-                            pending.extend(await self._process(producer, record))
-                    if self.after_batch is not None:  # e.g. one state snapshot per batch
-                        for output in await self.after_batch():
-                            pending.append(await self._send(producer, output))
-                    if pending:
-                        await asyncio.gather(*pending)
-                    await consumer.commit()
+                        await self._tick(outbox, consumer)
+                    outputs: list[Outgoing] = []
+                    if batch:
+                        await self._assignment_settled.wait()
+                        outputs.extend(await self._process_batch(batch))
+                        uncommitted = True
+                    if self.commit_interval_seconds <= 0:
+                        commit = bool(batch)
+                    else:  # when due, even without a batch: the ticks' state is written too
+                        commit = time.monotonic() >= next_commit
+                    if commit and self.before_commit is not None:
+                        outputs.extend(await self.before_commit())
+                    await self._deliver(outbox, outputs)
                     self._in_flight = {}
+                    if commit:
+                        if uncommitted:
+                            await consumer.commit()
+                        uncommitted = False
+                        next_commit = time.monotonic() + self.commit_interval_seconds
+                if uncommitted:  # stopping: what was processed is not done again
+                    await self._final_commit(outbox, consumer)
             finally:
                 STAGE_READY.labels(self.stage).set(0)
                 lag_watch.cancel()
@@ -216,6 +234,16 @@ class StageRunner:
                 await consumer.stop()
         finally:
             await producer.stop()
+
+    async def _final_commit(self, outbox: Outbox, consumer: AIOKafkaConsumer) -> None:
+        """At a requested stop: write the stage's state and commit, so that what was processed
+        is not replayed. A broker gone by then only means a replay at the next start."""
+        try:
+            if self.before_commit is not None:
+                await self._deliver(outbox, await self.before_commit())
+            await consumer.commit()
+        except KafkaError as error:
+            log.warning("offsets not committed at stop error=%s", type(error).__name__)
 
     async def _watch_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Every `consumer_lag_seconds`, set `wardflow_consumer_lag_records` per input topic
@@ -242,79 +270,103 @@ class StageRunner:
         if self.on_assigned is None:
             return
         self._assignment_settled.clear()
-        sent = [await self._send(producer, output) for output in await self.on_assigned(partitions)]
-        if sent:
-            await asyncio.gather(*sent)
+        await self._deliver(Outbox(producer), await self.on_assigned(partitions))
         self._assignment_settled.set()
 
-    async def _tick(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+    async def _tick(self, outbox: Outbox, consumer: AIOKafkaConsumer) -> None:
         """Let the ticker act on the owned partitions; its outputs are acknowledged before the
         loop goes on (they have no offset to commit: the ticker's state must say what it sent)."""
         assert self.ticker is not None
         first = next(iter(self._specs))
         owned = frozenset(tp.partition for tp in consumer.assignment() if tp.topic == first)
-        outputs = await self.ticker(owned)
-        sent = [await self._send(producer, output) for output in outputs]
-        if sent:
-            await asyncio.gather(*sent)
+        await self._deliver(outbox, await self.ticker(owned))
+
+    async def _process_batch(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> list[Outgoing]:
+        """Every record of the batch, in partition order; the stage's series are updated once
+        per batch, the processing time observed per record."""
+        in_progress, seconds, last_processed = metrics.stage_series(self.stage)
+        size = sum(len(records) for records in batch.values())
+        in_progress.inc(size)
+        outputs: list[Outgoing] = []
+        try:
+            for tp, records in batch.items():
+                spec = self._specs[tp.topic]
+                RECORD_PARTITION.set(tp.partition)
+                self._events_in[spec.name].inc(len(records))
+                for record in records:
+                    started = time.perf_counter()
+                    try:
+                        outputs.extend(await self._process(spec, record))
+                    finally:
+                        seconds.observe(time.perf_counter() - started)
+        finally:
+            in_progress.dec(size)
+            last_processed.set(time.time())
+        return outputs
 
     async def _process(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
-    ) -> list[asyncio.Future[Any]]:
-        spec = self._specs[record.topic]
-        RECORD_PARTITION.set(record.partition)
-        self._events_in[spec.name].inc()
-        with metrics.processing(self.stage):
-            if self._kinds is not None:
-                kind = _kind_of(record.value)
-                if kind is not None and kind not in self._kinds:
-                    return []  # not an event this stage acts on (no kind found: decoded)
-            try:
-                event = decode(spec, record.value or b"")
-            except ValidationError as error:
-                return [
-                    await self._dead_letter(producer, record, "invalid_event", summarise(error))
-                ]
-            if isinstance(event, Event):
-                lag = (self.clock() - event.occurred_at).total_seconds()
-                self._event_time_lag.observe(max(0.0, lag))
-            try:
-                outputs = await self.handler(spec, event)
-            except Rejected as rejected:
-                return [await self._dead_letter(producer, record, rejected.reason, rejected.detail)]
-            except self.transient_errors:
-                raise
-            except Exception as error:  # a poison message must not stop the partition
-                log.error(
-                    "handler failed error=%s topic=%s partition=%d offset=%d",
-                    type(error).__name__,
-                    spec.name,
-                    record.partition,
-                    record.offset,
-                )
-                detail = f"unexpected {type(error).__name__} in {self.stage}"
-                return [await self._dead_letter(producer, record, "processing_error", detail)]
-            return [await self._send(producer, output) for output in outputs]
-
-    async def _send(self, producer: AIOKafkaProducer, output: Outgoing) -> asyncio.Future[Any]:
-        if isinstance(output, StateRecord):
-            return await producer.send(
-                output.topic, value=output.value, key=output.key, partition=output.partition
+        self, spec: TopicSpec, record: ConsumerRecord[bytes, bytes]
+    ) -> Sequence[Outgoing]:
+        if self._kinds is not None:
+            kind = _kind_of(record.value)
+            if kind is not None and kind not in self._kinds:
+                return []  # not an event this stage acts on (no kind found: decoded)
+        try:
+            event = decode(spec, record.value or b"")
+        except ValidationError as error:
+            return [self._dead_letter(record, "invalid_event", summarise(error))]
+        if isinstance(event, Event):
+            lag = (self.clock() - event.occurred_at).total_seconds()
+            self._event_time_lag.observe(max(0.0, lag))
+        try:
+            return await self.handler(spec, event)
+        except Rejected as rejected:
+            return [self._dead_letter(record, rejected.reason, rejected.detail)]
+        except self.transient_errors:
+            raise
+        except Exception as error:  # a poison message must not stop the partition
+            log.error(
+                "handler failed error=%s topic=%s partition=%d offset=%d",
+                type(error).__name__,
+                spec.name,
+                record.partition,
+                record.offset,
             )
-        key = output.event.kafka_key() if hasattr(output.event, "kafka_key") else None
-        future = await producer.send(
-            topic(self.settings, output.spec), value=encode(output.event), key=key
-        )
-        metrics.EVENTS_OUT.labels(self.stage, output.spec.name).inc()
-        return future
+            detail = f"unexpected {type(error).__name__} in {self.stage}"
+            return [self._dead_letter(record, "processing_error", detail)]
 
-    async def _dead_letter(
-        self,
-        producer: AIOKafkaProducer,
-        record: ConsumerRecord[bytes, bytes],
-        reason: str,
-        detail: str,
-    ) -> asyncio.Future[Any]:
+    async def _deliver(self, outbox: Outbox, outputs: Sequence[Outgoing]) -> None:
+        """Produce the outputs, one record batch per topic partition, and wait for the broker's
+        acknowledgement of every one of them."""
+        if not outputs:
+            return
+        for output in outputs:
+            if isinstance(output, StateRecord):
+                outbox.add(output.topic, output.key, output.value, output.partition)
+                continue
+            key = output.event.kafka_key() if hasattr(output.event, "kafka_key") else None
+            outbox.add(self._topic_name(output.spec), key, encode(output.event))
+            self._events_out(output.spec.name).inc()
+        await asyncio.gather(*await outbox.send())
+
+    def _topic_name(self, spec: TopicSpec) -> str:
+        name = self._topic_names.get(spec.name)
+        if name is None:
+            name = self._topic_names[spec.name] = topic(self.settings, spec)
+        return name
+
+    def _events_out(self, topic_name: str) -> Any:
+        series = self._events_out_series.get(topic_name)
+        if series is None:
+            series = metrics.EVENTS_OUT.labels(self.stage, topic_name)
+            self._events_out_series[topic_name] = series
+        return series
+
+    def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str
+    ) -> Output:
         metrics.EVENTS_REJECTED.labels(self.stage, reason).inc()
         value = record.value or b""
         try:
@@ -334,7 +386,7 @@ class StageRunner:
             original_value=original,
             original_value_encoding=encoding,
         )
-        return await self._send(producer, Output(EVENTS_DLQ, letter))
+        return Output(EVENTS_DLQ, letter)
 
 
 class _Assignments(ConsumerRebalanceListener):

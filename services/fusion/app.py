@@ -5,13 +5,16 @@
 
 - **Events.** Each clean clinical event is applied to the patient's record; a snapshot is sent
   when the throttle allows one. Bed and resource events are the scheduler's: skipped.
-- **Changelog.** After each batch, every record the batch changed is written once (the latest) to
-  the changelog, on the partition of the patient's events (kept in the record), before the batch's
-  offsets are committed: a crash replays at most the uncommitted events onto the state they were
-  applied to, and applying an event twice changes nothing (`domain.apply`).
+- **Changelog.** At each commit of the offsets (every `commit_interval_seconds`, 2 s by
+  default), every record changed since the last commit is written once (the latest) to the
+  changelog, on the partition of the patient's events (kept in the record), before the offsets are
+  committed: a crash replays at most the uncommitted events onto the state written with the last
+  commit, and applying an event twice changes nothing (`domain.apply`). Once per interval instead
+  of once per batch: with many patients a batch touches each of them once, and the changelog was
+  a record per event.
 - **Flush.** Every `flush_check_interval_seconds` the tick looks at the owned patients whose
   pending change or next staleness is due (an in-memory index of due times) and emits what the
-  throttle allows; the records it changes go to the changelog with the tick's snapshots.
+  throttle allows; the records it changes go to the changelog at the next commit.
 - **Takeover.** At each assignment the records of newly owned partitions are read from the
   changelog to its end, those of partitions no longer owned are dropped, the index is rebuilt,
   and for each patient taken over the last emitted snapshot is sent again, identical (same id): a
@@ -99,8 +102,8 @@ class Fusion:
         )
         return self._apply(outcome)
 
-    async def after_batch(self) -> list[Outgoing]:
-        """The records the batch changed, each once, for the changelog."""
+    async def before_commit(self) -> list[Outgoing]:
+        """The records changed since the last commit, each once, for the changelog."""
         return self._save()
 
     async def tick(self, owned: frozenset[int]) -> list[Outgoing]:
@@ -115,7 +118,7 @@ class Fusion:
             outcome = flush(record, now, self.policy)
             outputs += self._apply(outcome)
             self._schedule(outcome.record)
-        return [*outputs, *self._save()]
+        return outputs  # the records it changed go to the changelog at the next commit
 
     async def on_assigned(self, partitions: frozenset[int]) -> list[Outgoing]:
         """Take over newly owned partitions from the changelog; forget the others."""
@@ -199,7 +202,8 @@ def build(settings: FusionSettings) -> StageRunner:
         fusion,
         ticker=fusion.tick,
         tick_seconds=settings.flush_check_interval_seconds,
-        after_batch=fusion.after_batch,
+        before_commit=fusion.before_commit,
+        commit_interval_seconds=settings.commit_interval_seconds,
         on_assigned=fusion.on_assigned,
         kinds=CLINICAL_EVENTS,
     )

@@ -70,7 +70,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> None:
             scheduler,
             transient_errors=(RedisConnectionError, RedisTimeoutError),
             prepare=scheduler.initial_snapshots,
-            after_batch=scheduler.touched_snapshots,
+            before_commit=scheduler.touched_snapshots,
             ticker=scheduler.tick,
             tick_seconds=settings.reservation_sweep_seconds,
             kinds=HANDLED_KINDS,

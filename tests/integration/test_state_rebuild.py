@@ -124,7 +124,7 @@ async def test_a_wiped_redis_is_rebuilt_exactly_from_kafka(
             [EVENTS_CLEAN, PATIENTS_ASSESSMENTS, SCHEDULING_REQUESTS],
             scheduler,
             prepare=scheduler.initial_snapshots,
-            after_batch=scheduler.touched_snapshots,
+            before_commit=scheduler.touched_snapshots,
         )
 
     icu, hdu, queued = bed_requested("P2", "icu"), bed_requested("P4", "hdu"), None
