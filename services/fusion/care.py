@@ -20,6 +20,7 @@ at most `MAX_OVERRIDE`). The horizon only grows, so this too converges whatever 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any
@@ -58,22 +59,26 @@ EXPIRED_RETENTION = timedelta(days=1)
 """How long after its expiry (in event time) an override is still shown in the plan."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CeilingTrack(Observed):
     ceiling: CeilingOfCare
     set_by_role: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InfectionTrack(Observed):
     suspected: bool
     set_by_role: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OverrideTrack(Observed):
     """The latest instruction for one parameter: an override, or None once cleared."""
 
     override: ParameterOverride | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AcknowledgementTrack(Observed):
     assessment_id: UUID | None = None
     acknowledged_by_role: str
@@ -143,7 +148,7 @@ def _pruned(overrides: dict[str, OverrideTrack], horizon: datetime) -> dict[str,
     kept: dict[str, OverrideTrack] = {}
     for parameter, track in overrides.items():
         if track.override is not None and track.override.expires_at < cutoff:
-            track = track.model_copy(update={"override": None})
+            track = replace(track, override=None)
         if track.override is None and track.at + MAX_OVERRIDE < cutoff:
             continue
         kept[parameter] = track

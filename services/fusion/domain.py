@@ -25,8 +25,8 @@ location, as the SpO2 scale is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -79,6 +79,7 @@ class FusionPolicy:
         object.__setattr__(self, "max_age_seconds", merged)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScaleTrack(Observed):
     scale: Literal[1, 2]
 
@@ -116,7 +117,7 @@ class Outcome:
 
 
 def _bumped(record: PatientRecord, event: ClinicalEvent, **update: object) -> PatientRecord:
-    throttle = record.throttle.model_copy(update={"pending": True})
+    throttle = replace(record.throttle, pending=True)
     update |= {"version": record.version + 1, "changed_recorded_at": event.recorded_at}
     return record.model_copy(update={**update, "throttle": throttle})
 
@@ -232,14 +233,16 @@ def next_due(record: PatientRecord, policy: FusionPolicy) -> datetime | None:
     throttle = record.throttle
     if throttle.emitted_at is None:
         return None
-    due: list[datetime] = []
+    emitted = throttle.emitted_at.timestamp()  # in seconds: called for every event
+    due: list[float] = []
     if throttle.pending:
-        due.append(throttle.emitted_at + timedelta(seconds=policy.min_snapshot_interval_seconds))
+        due.append(emitted + policy.min_snapshot_interval_seconds)
+    max_ages = policy.max_age_seconds
     for name, track in record.observations.tracks().items():
-        turns_stale = track.at + timedelta(seconds=policy.max_age_seconds[name])
-        if turns_stale >= throttle.emitted_at:  # fresh in the last snapshot
+        turns_stale = track.at.timestamp() + max_ages[name]
+        if turns_stale >= emitted:  # fresh in the last snapshot
             due.append(turns_stale)
-    return min(due, default=None)
+    return datetime.fromtimestamp(min(due), UTC) if due else None
 
 
 def snapshot_id(patient_id: str, version: int, stale: list[str]) -> UUID:

@@ -26,7 +26,9 @@ Pure; `now` and the maximum ages are passed in. The rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from schemas.base import Contract, UtcDatetime
 from schemas.observations import VitalSignsRecorded
@@ -88,8 +90,14 @@ _FIELDS_OF: dict[VitalParameter, tuple[str, ...]] = {
 Point = tuple[int, float]
 
 
-class Observed(Contract):
-    """When, by which source and in which event a reading was observed."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observed:
+    """When, by which source and in which event a reading was observed.
+
+    The tracks are plain frozen dataclasses, not pydantic models: one is made for every reading
+    of every event, from values already validated (the event's), and a model's construction or
+    copy cost several times more. Pydantic still validates them where the record is read back
+    from the changelog (they are fields of `Observations`)."""
 
     at: UtcDatetime
     source: str
@@ -99,15 +107,18 @@ class Observed(Contract):
         return other is None or (self.at, self.event_id) > (other.at, other.event_id)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NumericTrack(Observed):
     value: float
     history: tuple[Point, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OxygenTrack(Observed):
     on_oxygen: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConsciousnessTrack(Observed):
     level: Consciousness
 
@@ -186,9 +197,7 @@ def _oxygen_evidence(event: VitalSignsRecorded, flagged: set[str]) -> bool | Non
 
 
 def _track(observed: Observed, value: float, history: tuple[Point, ...]) -> NumericTrack:
-    """A track from parts already valid (a validated event's reading, a history `add_point`
-    built): constructed without validating them again, the cost of every reading."""
-    return NumericTrack.model_construct(
+    return NumericTrack(
         at=observed.at,
         source=observed.source,
         event_id=observed.event_id,
@@ -197,35 +206,54 @@ def _track(observed: Observed, value: float, history: tuple[Point, ...]) -> Nume
     )
 
 
-def _numeric(track: NumericTrack | None, observed: Observed, value: float) -> NumericTrack:
-    second = int(observed.at.timestamp())
+def _numeric(
+    track: NumericTrack | None, observed: Observed, second: int, value: float
+) -> NumericTrack:
+    """The track with the reading observed at `second` (its epoch second) merged in."""
     if track is None:
         return _track(observed, value, ((second, value),))
+    history = track.history
+    if (
+        observed.is_newer_than(track)
+        and history
+        and second > history[-1][0]
+        and _bucket(second) == _bucket(history[-1][0])
+        and _bucket(history[0][0]) >= _bucket(second - TREND_WINDOW_SECONDS)
+    ):  # the usual case: a later reading in the latest point's bucket, nothing leaves the window
+        return _track(observed, value, history)
     newest = observed if observed.is_newer_than(track) else track
-    history = add_point(track.history, int(newest.at.timestamp()), (second, value))
+    history = add_point(history, int(newest.at.timestamp()), (second, value))
     if newest is track:
-        return track if history == track.history else track.model_copy(update={"history": history})
+        return track if history == track.history else replace(track, history=history)
     return _track(observed, value, history)
+
+
+def _stamp(observed: Observed) -> dict[str, Any]:
+    return {"at": observed.at, "source": observed.source, "event_id": observed.event_id}
 
 
 def observe(observations: Observations, event: VitalSignsRecorded) -> Observations:
     """The observations with the event's valid values merged in; the same object if unchanged."""
     observed = Observed(at=event.occurred_at, source=event.source, event_id=str(event.event_id))
-    flagged = _flagged_fields(event)
+    second = int(event.occurred_at.timestamp())
+    flagged = _flagged_fields(event) if event.artifacts else set()
     numeric = dict(observations.numeric)
+    changed = False
     for field in NUMERIC_FIELDS:
         value = getattr(event.vitals, field)
         if value is not None and field not in flagged:
-            numeric[field] = _numeric(numeric.get(field), observed, float(value))
+            track = numeric.get(field)
+            numeric[field] = merged = _numeric(track, observed, second, float(value))
+            changed = changed or merged is not track
     update: dict[str, object] = {}
-    if numeric != observations.numeric:
+    if changed:
         update["numeric"] = numeric
     on_oxygen = _oxygen_evidence(event, flagged)
     if on_oxygen is not None and observed.is_newer_than(observations.oxygen):
-        update["oxygen"] = OxygenTrack(**dict(observed), on_oxygen=on_oxygen)
+        update["oxygen"] = OxygenTrack(**_stamp(observed), on_oxygen=on_oxygen)
     level = event.vitals.consciousness
     if level is not None and observed.is_newer_than(observations.consciousness):
-        update["consciousness"] = ConsciousnessTrack(**dict(observed), level=level)
+        update["consciousness"] = ConsciousnessTrack(**_stamp(observed), level=level)
     return observations.model_copy(update=update) if update else observations
 
 

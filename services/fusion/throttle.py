@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from dataclasses import dataclass
 
-from schemas.base import Contract, UtcDatetime
+from schemas.base import UtcDatetime
 from schemas.vocabulary import Consciousness
 
 
@@ -81,15 +82,19 @@ def consciousness_severity(level: Consciousness) -> int:
     return ACVPU.index(level)
 
 
-class Signature(Contract):
-    """What a snapshot said that matters for scoring; compared to decide on the next one."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signature:
+    """What a snapshot said that matters for scoring; compared to decide on the next one. Made
+    for every event: a plain dataclass (validated by pydantic only as part of the record read
+    back from the changelog)."""
 
     location: str
     severities: dict[str, int]
     """Per present, fresh reading; a missing or stale reading has no entry."""
 
 
-class Throttle(Contract):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Throttle:
     """Throttle state of one patient, kept in the table record so it survives a crash."""
 
     pending: bool = False
