@@ -134,10 +134,12 @@ class Outbox:
     async def send(self) -> list[asyncio.Future[Any]]:
         """Hand every queued record to the producer; the futures resolve on the broker's ack."""
         pending, self._pending = self._pending, []
+        for topic_name in {record[0] for record in pending} - self._partitions.keys():
+            self._partitions[topic_name] = sorted(await self.producer.partitions_for(topic_name))
         by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         for topic_name, partition, key, value in pending:
             if partition is None:
-                partition = await self._partition(topic_name, key)
+                partition = self._partition(topic_name, key)
             by_partition.setdefault((topic_name, partition), []).append((key, value))
         futures = []
         for (topic_name, partition), records in by_partition.items():
@@ -152,11 +154,8 @@ class Outbox:
             futures.append(await self.producer.send_batch(batch, topic_name, partition=partition))
         return futures
 
-    async def _partition(self, topic_name: str, key: bytes | None) -> int:
-        partitions = self._partitions.get(topic_name)
-        if partitions is None:
-            partitions = sorted(await self.producer.partitions_for(topic_name))
-            self._partitions[topic_name] = partitions
+    def _partition(self, topic_name: str, key: bytes | None) -> int:
+        partitions = self._partitions[topic_name]
         if key is None:  # a keyless record goes to a random partition each time
             return int(self._partitioner(None, partitions, partitions))
         partition = self._partition_of.get((topic_name, key))  # murmur2 in Python: remember

@@ -342,13 +342,16 @@ class StageRunner:
         acknowledgement of every one of them."""
         if not outputs:
             return
+        events_out: dict[str, int] = {}
         for output in outputs:
             if isinstance(output, StateRecord):
                 outbox.add(output.topic, output.key, output.value, output.partition)
                 continue
             key = output.event.kafka_key() if hasattr(output.event, "kafka_key") else None
             outbox.add(self._topic_name(output.spec), key, encode(output.event))
-            self._events_out(output.spec.name).inc()
+            events_out[output.spec.name] = events_out.get(output.spec.name, 0) + 1
+        for name, count in events_out.items():
+            self._events_out(name).inc(count)
         await asyncio.gather(*await outbox.send())
 
     def _topic_name(self, spec: TopicSpec) -> str:
