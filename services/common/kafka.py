@@ -146,13 +146,17 @@ class Outbox:
             batch = self.producer.create_batch()
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
-                    futures.append(
-                        await self.producer.send_batch(batch, topic_name, partition=partition)
-                    )
+                    futures.append(await self._send_batch(batch, topic_name, partition))
                     batch = self.producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)  # the first always fits
-            futures.append(await self.producer.send_batch(batch, topic_name, partition=partition))
+            futures.append(await self._send_batch(batch, topic_name, partition))
         return futures
+
+    async def _send_batch(self, batch: Any, topic_name: str, partition: int) -> Any:
+        # Closed, the producer sends it at once; an open batch would wait out the linger time
+        # for more records (and hold back the partition's next batch meanwhile).
+        batch.close()
+        return await self.producer.send_batch(batch, topic_name, partition=partition)
 
     def _partition(self, topic_name: str, key: bytes | None) -> int:
         partitions = self._partitions[topic_name]

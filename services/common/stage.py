@@ -14,6 +14,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -72,6 +73,15 @@ class StateRecord:
 Outgoing = Output | StateRecord
 
 
+class WrittenState(Protocol):
+    """A stage's own state, written out a little after it changes (fusion's changelog)."""
+
+    def state_writes(self, now: float, everything: bool) -> tuple[list[StateRecord], float | None]:
+        """The records to write now (`everything`: every change not written yet), and the
+        `time.monotonic()` of the oldest change still not written after them (None: none)."""
+        ...
+
+
 class Rejected(Exception):
     """The event is well-formed but cannot be processed: it goes to the dead-letter topic."""
 
@@ -127,21 +137,21 @@ class StageRunner:
         ticker: Ticker | None = None,
         tick_seconds: float = 1.0,
         before_commit: Callable[[], Awaitable[Sequence[Outgoing]]] | None = None,
-        commit_interval_seconds: float = 0.0,
+        state: WrittenState | None = None,
         on_assigned: Assigned | None = None,
         kinds: Collection[str] | None = None,
     ) -> None:
         """`prepare` runs once before the stage joins its group; `ticker` every `tick_seconds`;
-        `before_commit` before each commit of the offsets, its outputs acknowledged first (a
-        stage's state written out: the scheduler's bed snapshots, fusion's changelog);
-        `on_assigned` at every assignment, its outputs acknowledged before processing goes on.
-        All their outputs are sent like the handler's.
+        `before_commit` after each batch, its outputs acknowledged with the batch's before the
+        offsets are committed (the scheduler's bed snapshots); `on_assigned` at every
+        assignment, its outputs acknowledged before processing goes on. All their outputs are
+        sent like the handler's.
 
-        `commit_interval_seconds`: 0 commits after every batch; more commits at most that often
-        (and when the stage stops), as Kafka Streams' `commit.interval.ms`: each batch's outputs
-        are still acknowledged before the next batch, but the state written before a commit is
-        written once per interval instead of once per batch. A crash replays the events since
-        the last commit onto the state written with it.
+        `state`: a stage whose state is written out a little after it changes (fusion writes a
+        changed record at most once per interval, spread over time, not once per batch). Its
+        writes go with each loop's outputs, and the offsets of a batch are committed only once
+        every change made up to the end of that batch is written and acknowledged: a crash
+        replays the events after the last commit onto state at least as recent as them.
 
         `kinds`: the event kinds the handler acts on (None: every kind); a record of another kind
         is counted and skipped without being decoded (a stage that reads a topic for a few of its
@@ -151,7 +161,11 @@ class StageRunner:
         self.ticker = ticker
         self.tick_seconds = tick_seconds
         self.before_commit = before_commit
-        self.commit_interval_seconds = commit_interval_seconds
+        self.state = state
+        # With `state`: the offsets processed after each batch, with the time it ended, until
+        # every change made by then is written.
+        self._checkpoints: deque[tuple[float, dict[TopicPartition, int]]] = deque()
+        self._processed: dict[TopicPartition, int] = {}
         self.on_assigned = on_assigned
         self._kinds = frozenset(kinds) if kinds is not None else None
         # Set while the partitions held are the ones `on_assigned` was told of: aiokafka may hand
@@ -195,8 +209,6 @@ class StageRunner:
             lag_watch = asyncio.create_task(self._watch_lag(consumer))
             try:
                 next_tick = 0.0
-                uncommitted = False
-                next_commit = time.monotonic() + self.commit_interval_seconds
                 while not self._stopping.is_set():
                     batch = await consumer.getmany(timeout_ms=200)
                     self._in_flight = {tp: records[0].offset for tp, records in batch.items()}
@@ -211,21 +223,16 @@ class StageRunner:
                     if batch:
                         await self._assignment_settled.wait()
                         outputs.extend(await self._process_batch(batch))
-                        uncommitted = True
-                    if self.commit_interval_seconds <= 0:
-                        commit = bool(batch)
-                    else:  # when due, even without a batch: the ticks' state is written too
-                        commit = time.monotonic() >= next_commit
-                    if commit and self.before_commit is not None:
-                        outputs.extend(await self.before_commit())
-                    await self._deliver(outbox, outputs)
-                    self._in_flight = {}
-                    if commit:
-                        if uncommitted:
+                        if self.before_commit is not None:  # e.g. one state snapshot per batch
+                            outputs.extend(await self.before_commit())
+                    if self.state is None:
+                        await self._deliver(outbox, outputs)
+                        self._in_flight = {}
+                        if batch:
                             await consumer.commit()
-                        uncommitted = False
-                        next_commit = time.monotonic() + self.commit_interval_seconds
-                if uncommitted:  # stopping: what was processed is not done again
+                    else:  # even without a batch: changes wait at most their interval
+                        await self._write_state(outbox, consumer, batch, outputs)
+                if self.state is not None:  # stopping: what was processed is not done again
                     await self._final_commit(outbox, consumer)
             finally:
                 STAGE_READY.labels(self.stage).set(0)
@@ -235,13 +242,46 @@ class StageRunner:
         finally:
             await producer.stop()
 
+    async def _write_state(
+        self,
+        outbox: Outbox,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        outputs: list[Outgoing],
+    ) -> None:
+        """Send the batch's outputs with the state writes due, then commit the offsets of the
+        latest batch whose changes are all written."""
+        assert self.state is not None
+        if batch:
+            for tp, records in batch.items():
+                self._processed[tp] = records[-1].offset + 1
+            self._checkpoints.append((time.monotonic(), dict(self._processed)))
+        writes, oldest_unwritten = self.state.state_writes(time.monotonic(), everything=False)
+        await self._deliver(outbox, [*outputs, *writes])
+        self._in_flight = {}
+        offsets = None
+        while self._checkpoints and (
+            oldest_unwritten is None or self._checkpoints[0][0] < oldest_unwritten
+        ):
+            offsets = self._checkpoints.popleft()[1]
+        if offsets is not None:
+            assigned = consumer.assignment()
+            owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+            if owned:
+                await consumer.commit(owned)
+
     async def _final_commit(self, outbox: Outbox, consumer: AIOKafkaConsumer) -> None:
-        """At a requested stop: write the stage's state and commit, so that what was processed
-        is not replayed. A broker gone by then only means a replay at the next start."""
+        """At a requested stop: write every change of the stage's state and commit what was
+        processed, so that it is not replayed. A broker gone by then only means a replay at the
+        next start."""
+        assert self.state is not None
         try:
-            if self.before_commit is not None:
-                await self._deliver(outbox, await self.before_commit())
-            await consumer.commit()
+            writes, _ = self.state.state_writes(time.monotonic(), everything=True)
+            await self._deliver(outbox, writes)
+            assigned = consumer.assignment()
+            owned = {tp: offset for tp, offset in self._processed.items() if tp in assigned}
+            if owned:
+                await consumer.commit(owned)
         except KafkaError as error:
             log.warning("offsets not committed at stop error=%s", type(error).__name__)
 
@@ -263,6 +303,9 @@ class StageRunner:
             await asyncio.sleep(every)
 
     def revoked(self) -> None:
+        # What was processed and not committed is the next owner's to process again.
+        self._checkpoints.clear()
+        self._processed.clear()
         if self.on_assigned is not None:
             self._assignment_settled.clear()
 

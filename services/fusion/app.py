@@ -5,16 +5,18 @@
 
 - **Events.** Each clean clinical event is applied to the patient's record; a snapshot is sent
   when the throttle allows one. Bed and resource events are the scheduler's: skipped.
-- **Changelog.** At each commit of the offsets (every `commit_interval_seconds`, 2 s by
-  default), every record changed since the last commit is written once (the latest) to the
-  changelog, on the partition of the patient's events (kept in the record), before the offsets are
-  committed: a crash replays at most the uncommitted events onto the state written with the last
-  commit, and applying an event twice changes nothing (`domain.apply`). Once per interval instead
-  of once per batch: with many patients a batch touches each of them once, and the changelog was
-  a record per event.
+- **Changelog.** A changed record is written to the changelog (the latest version, on the
+  partition of the patient's events, kept in the record) once its first unwritten change is
+  `changelog_interval_seconds` old (2 s by default): at most once per interval per patient, and
+  spread over time, not all at once. The stage loop commits a batch's offsets only when every
+  change made up to the end of that batch is written and acknowledged (`StageRunner(state=)`),
+  so a crash replays at most the events since onto records at least as recent, and applying an
+  event twice changes nothing (`domain.apply`). With a write per changed record per batch, the
+  bench's 1,000 patients made the changelog a record per event; with all of them at a commit
+  every 2 s, the writes stalled the loop (p99 of clean -> state 48 -> 250 ms at 1,000/s).
 - **Flush.** Every `flush_check_interval_seconds` the tick looks at the owned patients whose
   pending change or next staleness is due (an in-memory index of due times) and emits what the
-  throttle allows; the records it changes go to the changelog at the next commit.
+  throttle allows; the records it changes go to the changelog like any other change.
 - **Takeover.** At each assignment the records of newly owned partitions are read from the
   changelog to its end, those of partitions no longer owned are dropped, the index is rebuilt,
   and for each patient taken over the last emitted snapshot is sent again, identical (same id): a
@@ -87,7 +89,9 @@ class Fusion:
         self.changelog = changelog_topic(settings)
         self.records: dict[str, PatientRecord] = {}
         self.due: dict[str, float] = {}  # patient -> Unix time the tick should look again
-        self.unsaved: dict[str, PatientRecord] = {}  # changed, not yet on the changelog
+        # Patient -> time.monotonic() of its first change not on the changelog yet; in insertion
+        # order, so the oldest change comes first.
+        self.unwritten: dict[str, float] = {}
         self.owned: frozenset[int] = frozenset()
 
     async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
@@ -102,9 +106,20 @@ class Fusion:
         )
         return self._apply(outcome)
 
-    async def before_commit(self) -> list[Outgoing]:
-        """The records changed since the last commit, each once, for the changelog."""
-        return self._save()
+    def state_writes(self, now: float, everything: bool) -> tuple[list[StateRecord], float | None]:
+        """The changelog records due: each changed record once its first unwritten change is
+        `changelog_interval_seconds` old (all of them with `everything`), the latest version;
+        and the time of the oldest change left unwritten."""
+        due = now - self.settings.changelog_interval_seconds
+        writes: list[StateRecord] = []
+        while self.unwritten:
+            patient_id, changed_at = next(iter(self.unwritten.items()))
+            if changed_at > due and not everything:
+                break
+            del self.unwritten[patient_id]
+            if (record := self.records.get(patient_id)) is not None:
+                writes.append(self._changelog_record(record))
+        return writes, next(iter(self.unwritten.values()), None)
 
     async def tick(self, owned: frozenset[int]) -> list[Outgoing]:
         """Emit what the throttle allows for the owned patients that are due."""
@@ -126,7 +141,7 @@ class Fusion:
         self.owned = partitions
         for patient_id in [p for p, r in self.records.items() if r.partition not in partitions]:
             del self.records[patient_id]
-            self.unsaved.pop(patient_id, None)
+            self.unwritten.pop(patient_id, None)
         restored = await self._restore(newly) if newly else {}
         self.records.update(restored)
         self.due.clear()
@@ -143,7 +158,7 @@ class Fusion:
         if outcome.changed:
             record = outcome.record
             self.records[record.patient_id] = record
-            self.unsaved[record.patient_id] = record
+            self.unwritten.setdefault(record.patient_id, time.monotonic())
             self._schedule(record)
         if outcome.snapshot is None or outcome.trigger is None:
             return []
@@ -153,18 +168,13 @@ class Fusion:
         SNAPSHOTS.labels(trigger).inc()
         return Output(PATIENTS_STATE, state)
 
-    def _save(self) -> list[Outgoing]:
-        saved: list[Outgoing] = [
-            StateRecord(
-                self.changelog,
-                record.partition,
-                json.dumps(patient_id).encode(),
-                record.model_dump_json().encode(),
-            )
-            for patient_id, record in self.unsaved.items()
-        ]
-        self.unsaved.clear()
-        return saved
+    def _changelog_record(self, record: PatientRecord) -> StateRecord:
+        return StateRecord(
+            self.changelog,
+            record.partition,
+            json.dumps(record.patient_id).encode(),
+            record.model_dump_json().encode(),
+        )
 
     def _schedule(self, record: PatientRecord) -> None:
         at = next_due(record, self.policy)
@@ -202,8 +212,7 @@ def build(settings: FusionSettings) -> StageRunner:
         fusion,
         ticker=fusion.tick,
         tick_seconds=settings.flush_check_interval_seconds,
-        before_commit=fusion.before_commit,
-        commit_interval_seconds=settings.commit_interval_seconds,
+        state=fusion,
         on_assigned=fusion.on_assigned,
         kinds=CLINICAL_EVENTS,
     )

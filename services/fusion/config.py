@@ -32,12 +32,13 @@ class FusionSettings(ServiceSettings):
         "change (location, SpO2 scale, a reading appearing, going stale or getting worse) "
         "needs one at once.",
     )
-    commit_interval_seconds: float = Field(
+    changelog_interval_seconds: float = Field(
         default=2.0,
         ge=0,
-        description="How often the offsets are committed and the patients' records changed since "
-        "the last commit written to the changelog, once each (0: after every batch). A crash "
-        "replays at most this much input onto the records written with the last commit.",
+        description="How long a patient's changed record may wait before it is written to the "
+        "changelog: each record is written at most once per interval (0: with every batch). "
+        "The offsets are committed once every change before them is written, so a crash "
+        "replays about this much input.",
     )
     flush_check_interval_seconds: float = Field(
         default=5.0,

@@ -194,9 +194,9 @@ async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
     env = fusion_env(settings) | {
         "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
         "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
-        # Commits (with the changelog) several times before the kill: the restart restores the
-        # records of the last one and replays the events after it.
-        "WARDFLOW_COMMIT_INTERVAL_SECONDS": "0.2",
+        # Records written and offsets committed several times before the kill: the restart
+        # restores the records and replays the events after the last commit.
+        "WARDFLOW_CHANGELOG_INTERVAL_SECONDS": "0.2",
         "WARDFLOW_MAX_AGE_SECONDS": long_ages,
     }
     events = hospital_stream(random.Random(5), patients=20)

@@ -1,7 +1,8 @@
 """The stage loop's delivery on the embedded broker: outputs sent as one record batch per topic
-partition (`Outbox`) land where `send()` would put them, in order; with a commit interval the
-offsets and the stage's state are written once per interval, a graceful stop commits what was
-processed, and a crash replays only what came after the last commit."""
+partition (`Outbox`) land where `send()` would put them, in order; a stage's written state
+(fusion's changelog) is written once per interval per record, the offsets are committed only
+once the changes before them are written, a graceful stop writes and commits everything, and a
+crash replays only what came after the last commit."""
 
 from __future__ import annotations
 
@@ -98,63 +99,77 @@ async def test_outbox_puts_each_key_where_send_would_and_keeps_its_order(
     assert [r.value for r in records if r.key is None] == [b"no key"]
 
 
-async def test_commit_interval_writes_state_and_offsets_once_per_interval(
+class PatientState:
+    """A toy `WrittenState`: which patients changed and when, written `interval` after."""
+
+    def __init__(self, topic_name: str, interval: float) -> None:
+        self.topic = topic_name
+        self.interval = interval
+        self.unwritten: dict[str, float] = {}
+        self.written: list[str] = []
+
+    def change(self, patient: str) -> None:
+        self.unwritten.setdefault(patient, time.monotonic())
+
+    def state_writes(self, now: float, everything: bool) -> tuple[list[StateRecord], float | None]:
+        due = [p for p, at in self.unwritten.items() if everything or at <= now - self.interval]
+        for patient in due:
+            del self.unwritten[patient]
+        self.written += due
+        records = [StateRecord(self.topic, 0, p.encode(), b"state") for p in due]
+        return records, min(self.unwritten.values(), default=None)
+
+
+async def test_written_state_is_written_once_per_interval_and_commits_follow_it(
     settings_factory: Any, producer: Any, kafka: Any, unique: str
 ) -> None:
     settings: ServiceSettings = await settings_factory()
-    stage = f"interval{unique}"
+    stage = f"state{unique}"
     raw = topic(settings, EVENTS_RAW)
     state_topic = f"{settings.topic_prefix}state"
     await ensure_topics(settings, {state_topic: True}, partitions=1)
     handled: list[str] = []
-    unsaved: set[str] = set()
-    commits: list[float] = []
+    state = PatientState(state_topic, interval=1.5)
 
     async def handler(spec: Any, event: Any) -> list[Output]:
         handled.append(str(event.event_id))
-        unsaved.add(event.patient_id)
+        state.change(event.patient_id)
         return []
 
-    async def before_commit() -> list[StateRecord]:
-        commits.append(time.monotonic())
-        saved = [StateRecord(state_topic, 0, p.encode(), b"state") for p in sorted(unsaved)]
-        unsaved.clear()
-        return saved
+    def runner() -> StageRunner:
+        return StageRunner(stage, settings, [EVENTS_RAW], handler, state=state)
 
-    def runner(interval: float) -> StageRunner:
-        return StageRunner(
-            stage,
-            settings,
-            [EVENTS_RAW],
-            handler,
-            before_commit=before_commit,
-            commit_interval_seconds=interval,
-        )
+    def group_committed() -> Awaitable[int]:
+        return committed(kafka.url, settings.group_for(stage), raw)
 
-    async with RunningStage(runner(1.5)):
-        started = time.monotonic()
+    async with RunningStage(runner()):
         for _ in range(10):  # ten batches or so, 0.1 s apart, three patients
             await publish(producer, settings, EVENTS_RAW, *(observed(f"P{n}") for n in range(3)))
             await asyncio.sleep(0.1)
         await eventually(reaches(handled, 30))
-        # At most one commit per 1.5 s (the first 1.5 s after the loop started), not per batch.
-        assert len(commits) <= (time.monotonic() - started) / 1.5 + 1
-        await eventually(reaches(commits, 2), timeout_seconds=10)
-        assert await committed(kafka.url, settings.group_for(stage), raw) == 30
-        written = await read_all(kafka.url, state_topic, partitions=1)
-        assert len(written) <= 3 * len(commits) < 30, "each patient's state once per commit"
+        # Changed within the last 1.5 s: nothing written, so nothing committed.
+        assert state.written == [] and await group_committed() == 0
+        await eventually(reaches(state.written, 3), timeout_seconds=10)
+        assert sorted(state.written) == ["P0", "P1", "P2"], "each patient once, not per event"
 
-    # A graceful stop writes the state and commits what was processed, interval or not.
-    commits.clear()
-    async with RunningStage(runner(600)):
+        async def all_committed() -> bool:
+            return await group_committed() == 30
+
+        await eventually(all_committed, timeout_seconds=10)
+        on_topic = await read_all(kafka.url, state_topic, partitions=1)
+        assert sorted(r.key for r in on_topic) == [b"P0", b"P1", b"P2"]
+
+    # A graceful stop writes every change and commits what was processed, due or not.
+    state.interval = 600
+    async with RunningStage(runner()):
         await publish(producer, settings, EVENTS_RAW, observed("P9"))
         await eventually(reaches(handled, 31))
-    assert len(commits) == 1, "the state written once, at the stop"
-    assert await committed(kafka.url, settings.group_for(stage), raw) == 31
-    assert [r.key for r in await read_all(kafka.url, state_topic, partitions=1)][-1] == b"P9"
+    assert state.written[-1] == "P9", "written at the stop"
+    assert await group_committed() == 31
 
-    # A crash (the task cancelled, no stop): the events after the last commit come again.
-    crashing = runner(600)
+    # A crash (the task cancelled, no stop): the changes after the last write are not, and
+    # their events come again; nothing else does.
+    crashing = runner()
     task = asyncio.create_task(crashing.run())
     await asyncio.wait_for(crashing.ready.wait(), timeout=30)
     await publish(producer, settings, EVENTS_RAW, *(observed("P5") for _ in range(4)))
@@ -162,8 +177,8 @@ async def test_commit_interval_writes_state_and_offsets_once_per_interval(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert await committed(kafka.url, settings.group_for(stage), raw) == 31
-    async with RunningStage(runner(600)):
+    assert await group_committed() == 31, "P5's change unwritten: its events not committed"
+    async with RunningStage(runner()):
         await eventually(reaches(handled, 39))
     assert handled[35:] == handled[31:35], "only the events after the last commit, again"
 
