@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas.observations import Measurement, VitalSignsObserved
 from schemas.topics import EVENTS_RAW
 from schemas.vocabulary import VitalParameter
-from services.common.kafka import Outbox, ensure_topics, topic
+from services.common.kafka import BatchWriter, Outbox, ensure_topics, topic
 from services.common.settings import ServiceSettings
 from services.common.stage import Output, StageRunner, StateRecord
 from tests.support import RunningStage, eventually, publish
@@ -97,6 +97,27 @@ async def test_outbox_puts_each_key_where_send_would_and_keeps_its_order(
         assert numbers == sorted(numbers) and len(numbers) == 20, "a key's records in order"
     assert [r.partition for r in records if r.key == b"pinned"] == [1]
     assert [r.value for r in records if r.key is None] == [b"no key"]
+
+
+async def test_batch_writer_carries_concurrent_writes_together_in_order(
+    settings_factory: Any, producer: Any, kafka: Any
+) -> None:
+    settings: ServiceSettings = await settings_factory()
+    name = f"{settings.topic_prefix}writer"
+    await ensure_topics(settings, {name: False}, partitions=2)
+    writer = BatchWriter(producer, name)
+    keys = [f"patient-{n}".encode() for n in range(5)]
+
+    async def request(number: int) -> None:  # as ingest writes one request's events
+        await writer.write([(key, f"{number}".encode()) for key in keys])
+
+    await asyncio.gather(*(request(n) for n in range(60)))  # all at once, open loop
+
+    records = await read_all(kafka.url, name)
+    assert len(records) == 60 * len(keys), "every write acknowledged and on the topic"
+    for key in keys:
+        numbers = [int(r.value) for r in records if r.key == key]
+        assert numbers == list(range(60)), "a key's records in the order they were written"
 
 
 class PatientState:
