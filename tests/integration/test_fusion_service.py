@@ -250,6 +250,62 @@ async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
     assert by_patient == clean, "each record's changelog must be on its events' partition"
 
 
+async def test_a_second_replica_joining_and_leaving_mid_stream_changes_no_state(
+    settings_factory, producer, kafka, tmp_path
+) -> None:
+    """Two rebalances mid-stream: a second worker takes half of the partitions (the first keeps
+    the rest, with records ahead of its committed offsets, and replays from them), then stops
+    gracefully (it writes its records and commits) and the first takes its partitions back from
+    the changelog. The final state is the pure rules' over the same events."""
+    settings = await settings_factory()
+    long_ages = json.dumps(dict.fromkeys(PARAMETERS, 86_400))
+    env = fusion_env(settings) | {
+        "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
+        "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
+        "WARDFLOW_CHANGELOG_INTERVAL_SECONDS": "0.3",
+        "WARDFLOW_MAX_AGE_SECONDS": long_ages,
+    }
+    events = hospital_stream(random.Random(11), patients=20)
+    policy = FusionPolicy(max_age_seconds=json.loads(long_ages))
+    records: dict[str, Any] = {}
+    for event in events:
+        records[event.patient_id] = handle(
+            records.get(event.patient_id), event, now=NOW, partition=0, policy=policy
+        ).record
+    reference = {p: comparable(snapshot(r, at=NOW, policy=policy)) for p, r in records.items()}
+    third = len(events) // 3
+
+    async def publish_slowly(batch: list[Any]) -> None:
+        for event in batch:
+            await publish(producer, settings, EVENTS_CLEAN, event)
+            await asyncio.sleep(0.01)
+
+    first_log, second_log = tmp_path / "fusion-1.log", tmp_path / "fusion-2.log"
+    seen: list[PatientStateUpdated] = []
+
+    def converged(states: list[PatientStateUpdated]) -> bool:
+        seen[:] = states
+        return last_per_patient(states) == reference
+
+    async with ServiceProcess("fusion", env, first_log, free_port()):
+        await publish_slowly(events[:third])
+        async with ServiceProcess("fusion", env, second_log, free_port()):
+            await publish_slowly(events[third : 2 * third])
+        await publish_slowly(events[2 * third :])
+        with contextlib.suppress(AssertionError):  # reported below, readably
+            await collect(kafka.url, settings, PATIENTS_STATE, converged, timeout_seconds=60)
+
+    final = last_per_patient(seen)
+    differ = {p: (final.get(p), state) for p, state in reference.items() if final.get(p) != state}
+    assert not differ, (
+        f"{len(differ)} patients differ (got, expected): {next(iter(differ.items()))}"
+    )
+    taken = re.findall(r"took over partitions=\[([0-9, ]*)\]", second_log.read_text())
+    assert taken and taken[0] in ("0", "1"), "the second worker had one partition of two"
+    back = re.findall(r"took over partitions=\[([0-9, ]*)\]", first_log.read_text())
+    assert back[-1] == "0, 1", "the first worker had both partitions again at the end"
+
+
 async def test_care_instructions_reach_the_patient_state_at_once(
     settings_factory, producer, kafka, tmp_path
 ) -> None:
