@@ -162,8 +162,8 @@ class StageRunner:
         self.tick_seconds = tick_seconds
         self.before_commit = before_commit
         self.state = state
-        # With `state`: the offsets processed after each batch, with the time it ended, until
-        # every change made by then is written.
+        # The offsets processed after each batch, with the time it ended, until they are
+        # committed: at once without `state`, else when every change made by then is written.
         self._checkpoints: deque[tuple[float, dict[TopicPartition, int]]] = deque()
         self._processed: dict[TopicPartition, int] = {}
         self.on_assigned = on_assigned
@@ -225,13 +225,12 @@ class StageRunner:
                         outputs.extend(await self._process_batch(batch))
                         if self.before_commit is not None:  # e.g. one state snapshot per batch
                             outputs.extend(await self.before_commit())
-                    if self.state is None:
-                        await self._deliver(outbox, outputs)
-                        self._in_flight = {}
-                        if batch:
-                            await consumer.commit()
-                    else:  # even without a batch: changes wait at most their interval
-                        await self._write_state(outbox, consumer, batch, outputs)
+                        self._checkpoint(batch)
+                    # With `state`, also without a batch: changes wait at most their interval.
+                    writes, oldest_unwritten = self._state_writes(everything=False)
+                    await self._deliver(outbox, [*outputs, *writes])
+                    self._in_flight = {}
+                    await self._commit_written(consumer, oldest_unwritten)
                 if self.state is not None:  # stopping: what was processed is not done again
                     await self._final_commit(outbox, consumer)
             finally:
@@ -242,46 +241,44 @@ class StageRunner:
         finally:
             await producer.stop()
 
-    async def _write_state(
-        self,
-        outbox: Outbox,
-        consumer: AIOKafkaConsumer,
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-        outputs: list[Outgoing],
+    def _checkpoint(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Remember the offsets processed after this batch, with the time it ended."""
+        for tp, records in batch.items():
+            self._processed[tp] = records[-1].offset + 1
+        self._checkpoints.append((time.monotonic(), dict(self._processed)))
+
+    def _state_writes(self, *, everything: bool) -> tuple[list[StateRecord], float | None]:
+        if self.state is None:
+            return [], None  # every change is in the outputs already
+        return self.state.state_writes(time.monotonic(), everything)
+
+    async def _commit_written(
+        self, consumer: AIOKafkaConsumer, oldest_unwritten: float | None
     ) -> None:
-        """Send the batch's outputs with the state writes due, then commit the offsets of the
-        latest batch whose changes are all written."""
-        assert self.state is not None
-        if batch:
-            for tp, records in batch.items():
-                self._processed[tp] = records[-1].offset + 1
-            self._checkpoints.append((time.monotonic(), dict(self._processed)))
-        writes, oldest_unwritten = self.state.state_writes(time.monotonic(), everything=False)
-        await self._deliver(outbox, [*outputs, *writes])
-        self._in_flight = {}
+        """Commit the offsets of the latest batch whose changes are all written (without
+        `state`: the batch just delivered)."""
         offsets = None
         while self._checkpoints and (
             oldest_unwritten is None or self._checkpoints[0][0] < oldest_unwritten
         ):
             offsets = self._checkpoints.popleft()[1]
         if offsets is not None:
-            assigned = consumer.assignment()
-            owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-            if owned:
-                await consumer.commit(owned)
+            await self._commit(consumer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()  # a rebalance may have taken some partitions meanwhile
+        owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if owned:
+            await consumer.commit(owned)
 
     async def _final_commit(self, outbox: Outbox, consumer: AIOKafkaConsumer) -> None:
         """At a requested stop: write every change of the stage's state and commit what was
         processed, so that it is not replayed. A broker gone by then only means a replay at the
         next start."""
-        assert self.state is not None
         try:
-            writes, _ = self.state.state_writes(time.monotonic(), everything=True)
+            writes, _ = self._state_writes(everything=True)
             await self._deliver(outbox, writes)
-            assigned = consumer.assignment()
-            owned = {tp: offset for tp, offset in self._processed.items() if tp in assigned}
-            if owned:
-                await consumer.commit(owned)
+            await self._commit(consumer, self._processed)
         except KafkaError as error:
             log.warning("offsets not committed at stop error=%s", type(error).__name__)
 
