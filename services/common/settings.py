@@ -47,6 +47,14 @@ class ServiceSettings(BaseSettings):
         le=60,
         description="How often a consuming stage refreshes wardflow_consumer_lag_records.",
     )
+    commit_interval_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="A consuming stage commits its offsets at most this often (0: after every "
+        "batch). A crash or a rebalance replays at most this much more; duplicates are dropped "
+        "downstream by event id.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 disables /metrics.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

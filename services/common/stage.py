@@ -166,6 +166,9 @@ class StageRunner:
         # committed: at once without `state`, else when every change made by then is written.
         self._checkpoints: deque[tuple[float, dict[TopicPartition, int]]] = deque()
         self._processed: dict[TopicPartition, int] = {}
+        # Committable offsets held back until `commit_interval_seconds` after the last commit.
+        self._committable: dict[TopicPartition, int] | None = None
+        self._next_commit = 0.0
         self.on_assigned = on_assigned
         self._kinds = frozenset(kinds) if kinds is not None else None
         # Set while the partitions held are the ones `on_assigned` was told of: aiokafka may hand
@@ -198,7 +201,9 @@ class StageRunner:
         consumer = make_consumer(self.settings, self.settings.group_for(self.stage))
         producer = make_producer(self.settings)
         first = next(iter(self._specs))
-        consumer.subscribe(list(self._specs), listener=_Assignments(self, producer, first))
+        consumer.subscribe(
+            list(self._specs), listener=_Assignments(self, consumer, producer, first)
+        )
         outbox = Outbox(producer)  # the loop's; a rebalance listener's outputs get their own
         await producer.start()
         self.producer = producer
@@ -231,8 +236,7 @@ class StageRunner:
                     await self._deliver(outbox, [*outputs, *writes])
                     self._in_flight = {}
                     await self._commit_written(consumer, oldest_unwritten)
-                if self.state is not None:  # stopping: what was processed is not done again
-                    await self._final_commit(outbox, consumer)
+                await self._final_commit(outbox, consumer)  # what was processed is not redone
             finally:
                 STAGE_READY.labels(self.stage).set(0)
                 lag_watch.cancel()
@@ -256,13 +260,15 @@ class StageRunner:
         self, consumer: AIOKafkaConsumer, oldest_unwritten: float | None
     ) -> None:
         """Commit the offsets of the latest batch whose changes are all written (without
-        `state`: the batch just delivered)."""
-        offsets = None
+        `state`: the batch just delivered), at most once per `commit_interval_seconds`."""
         while self._checkpoints and (
             oldest_unwritten is None or self._checkpoints[0][0] < oldest_unwritten
         ):
-            offsets = self._checkpoints.popleft()[1]
-        if offsets is not None:
+            self._committable = self._checkpoints.popleft()[1]
+        now = time.monotonic()
+        if self._committable is not None and now >= self._next_commit:
+            offsets, self._committable = self._committable, None
+            self._next_commit = now + self.settings.commit_interval_seconds
             await self._commit(consumer, offsets)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
@@ -299,8 +305,15 @@ class StageRunner:
                     metrics.CONSUMER_LAG_RECORDS.labels(self.stage, names[name]).set(lag)
             await asyncio.sleep(every)
 
-    def revoked(self) -> None:
-        # What was processed and not committed is the next owner's to process again.
+    async def revoked(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what is ready to be committed (held back by the commit interval); the rest of
+        what was processed is the next owner's to process again."""
+        committable, self._committable = self._committable, None
+        if committable is not None:
+            try:
+                await self._commit(consumer, committable)
+            except KafkaError as error:
+                log.warning("offsets not committed at revoke error=%s", type(error).__name__)
         self._checkpoints.clear()
         self._processed.clear()
         if self.on_assigned is not None:
@@ -435,13 +448,20 @@ class StageRunner:
 class _Assignments(ConsumerRebalanceListener):
     """Tells the runner the partitions (of its first input) each rebalance gives it."""
 
-    def __init__(self, runner: StageRunner, producer: AIOKafkaProducer, first: str) -> None:
+    def __init__(
+        self,
+        runner: StageRunner,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        first: str,
+    ) -> None:
         self.runner = runner
+        self.consumer = consumer
         self.producer = producer
         self.first = first  # the topic whose partitions the runner is told of
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.runner.revoked()
+        await self.runner.revoked(self.consumer)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.first)

@@ -209,3 +209,71 @@ def reaches(items: list[Any], count: int) -> Callable[[], Awaitable[bool]]:
         return len(items) >= count
 
     return check
+
+
+async def test_offsets_are_committed_at_most_once_per_interval_and_at_stop_and_revoke(
+    settings_factory: Any, producer: Any, kafka: Any, unique: str
+) -> None:
+    settings: ServiceSettings = await settings_factory(commit_interval_seconds=2.0)
+    stage = f"interval{unique}"
+    raw = topic(settings, EVENTS_RAW)
+    handled: list[str] = []
+
+    async def handler(spec: Any, event: Any) -> list[Output]:
+        handled.append(str(event.event_id))
+        return []
+
+    def runner(interval: float = 2.0) -> StageRunner:
+        own = settings.model_copy(update={"commit_interval_seconds": interval})
+        return StageRunner(stage, own, [EVENTS_RAW], handler)
+
+    def group_committed() -> Awaitable[int]:
+        return committed(kafka.url, settings.group_for(stage), raw)
+
+    def committed_to(offsets: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return await group_committed() == offsets
+
+        return check
+
+    async with RunningStage(runner()):
+        await publish(producer, settings, EVENTS_RAW, *(observed(f"P{n}") for n in range(4)))
+        await eventually(reaches(handled, 4))
+        await eventually(committed_to(4))  # the first commit is not held back
+        await publish(producer, settings, EVENTS_RAW, *(observed(f"P{n}") for n in range(4)))
+        await eventually(reaches(handled, 8))
+        held_at = time.monotonic()
+        assert await group_committed() == 4, "within the interval: held back"
+        await eventually(committed_to(8), timeout_seconds=10)
+        assert time.monotonic() - held_at < 4.0, "committed once the interval passed"
+        await publish(producer, settings, EVENTS_RAW, observed("P0"))
+        await eventually(reaches(handled, 9))
+    assert await group_committed() == 9, "a graceful stop commits what was processed"
+
+    # A crash within the interval: the events processed since the last commit come again.
+    crashing = runner(interval=600)
+    task = asyncio.create_task(crashing.run())
+    await asyncio.wait_for(crashing.ready.wait(), timeout=30)
+    await publish(producer, settings, EVENTS_RAW, observed("P1"))
+    await eventually(reaches(handled, 10))
+    await eventually(committed_to(10))  # the new member's first commit
+    await publish(producer, settings, EVENTS_RAW, *(observed("P2") for _ in range(3)))
+    await eventually(reaches(handled, 13))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await group_committed() == 10
+    async with RunningStage(runner(interval=600)) as first:
+        await eventually(reaches(handled, 16))
+        assert handled[13:] == handled[10:13], "only the events after the last commit, again"
+        await eventually(committed_to(13))
+        await publish(producer, settings, EVENTS_RAW, *(observed(f"P{n}") for n in range(4)))
+        await eventually(reaches(handled, 20))
+        assert await group_committed() == 13, "held back by the interval"
+        # A second member joins: the first gives up partitions and commits what it held.
+        async with RunningStage(runner(interval=600)):
+            await eventually(committed_to(17), timeout_seconds=20)
+            await publish(producer, settings, EVENTS_RAW, *(observed(f"P{n}") for n in range(4)))
+            await eventually(reaches(handled, 24), timeout_seconds=20)
+        assert first.ready.is_set()
+    assert len(set(handled[16:])) == len(handled[16:]) == 8, "nothing processed twice"
