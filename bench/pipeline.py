@@ -58,7 +58,7 @@ from schemas.topics import (
 from services.common.embedded import FETCH_WAIT_MS, free_port, start_redis
 from services.common.kafka import topic
 
-RATES = (500.0, 1000.0, 2000.0, 3000.0, 3250.0, 3500.0, 4000.0, 5000.0)
+RATES = (500.0, 1000.0, 2000.0, 3000.0, 3250.0, 3500.0, 3750.0, 4000.0, 4500.0, 5000.0)
 ALWAYS_UP_TO = 1000.0  # the rate of the latency target is measured even after a clear miss
 BUDGET_WINDOWS = 14  # no new rate starts after this many (warm-up + window)s: make bench < 10 min
 PATIENTS = 1000
