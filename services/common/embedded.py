@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import os
 import signal
 import socket
 import subprocess
@@ -34,15 +33,6 @@ and each hop waits up to this long. At 10 ms the idle broker alone used 0.3 of a
 five services' consumers; at 40 ms, on the whole pipeline at 1,000 events/s, the broker used
 0.43 instead of 0.56 cores and end-to-end p99 stayed under 100 ms (bench/README.md)."""
 _PR_SET_PDEATHSIG = 1
-
-
-def broker_threads() -> int:
-    """Tokio worker threads for the embedded broker: half the cores (at least one), so that it
-    leaves the rest to the services on a small machine. Tansu's default (one per core) spent
-    more CPU on waking and parking its threads: on 2 cores, plain relays at 8,000 records/s took
-    0.66 instead of 0.79 of a core of the broker at the same throughput (bench/README.md).
-    TOKIO_WORKER_THREADS in the environment overrides it."""
-    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def free_port(preferred: int = 0) -> int:
@@ -79,14 +69,11 @@ class EmbeddedServer:
                 self.process.wait()
 
 
-def _spawn(
-    name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def _spawn(name: str, argv: list[str], log_dir: Path) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
             argv,
-            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -109,10 +96,7 @@ async def start_kafka(log_dir: Path, port: int = 0) -> EmbeddedServer:
         "--storage-engine",
         "memory://tansu/",
     ]
-    threads = {
-        "TOKIO_WORKER_THREADS": os.environ.get("TOKIO_WORKER_THREADS", str(broker_threads()))
-    }
-    server = EmbeddedServer("kafka", _spawn("kafka", argv, log_dir, threads), f"{LOOPBACK}:{port}")
+    server = EmbeddedServer("kafka", _spawn("kafka", argv, log_dir), f"{LOOPBACK}:{port}")
     try:
         await wait_for_broker(server.url, timeout_seconds=30)
     except BaseException:
