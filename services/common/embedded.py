@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import random
 import signal
 import socket
 import subprocess
@@ -35,16 +36,45 @@ five services' consumers; at 40 ms, on the whole pipeline at 1,000 events/s, the
 _PR_SET_PDEATHSIG = 1
 
 
+def _listen_range() -> range:
+    """Ports to listen on below the kernel's ephemeral range, which outgoing connections take
+    their local port from (Linux: /proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by
+    default): a port chosen there can be taken by a Kafka or Redis client's connection before
+    the server that was meant to listen on it binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12_000), low) if low > 2048 else range(20_000, 32_768)
+
+
+_handed_out: set[int] = set()
+_choice = random.SystemRandom().choice  # not the seeded global: two processes must not agree
+
+
 def free_port(preferred: int = 0) -> int:
-    """`preferred` when it is free on loopback, otherwise any free port."""
-    for candidate in (preferred, 0) if preferred else (0,):
-        with socket.socket() as sock:
-            try:
-                sock.bind((LOOPBACK, candidate))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
+    """`preferred` when it is free on loopback, otherwise a free port below the ephemeral range
+    that this process has not handed out before (servers started together, such as the bench's
+    services, never get the same port, nor one an outgoing connection took meanwhile)."""
+    if preferred and _bindable(preferred):
+        _handed_out.add(preferred)
+        return preferred
+    ports = _listen_range()
+    for _ in range(500):
+        candidate = _choice(ports)
+        if candidate not in _handed_out and _bindable(candidate):
+            _handed_out.add(candidate)
+            return candidate
     raise OSError("no free port on loopback")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
 
 
 def die_with_parent() -> None:
@@ -179,17 +209,9 @@ async def start_redis_cluster(
     deadline = time.monotonic() + timeout_seconds
     cluster = EmbeddedCluster([])
     ports: list[tuple[int, int]] = []  # (client port, cluster bus port) per node
-    taken: set[int] = set()
-
-    def fresh_port() -> int:
-        while (port := free_port()) in taken:
-            pass
-        taken.add(port)
-        return port
-
     try:
         for _ in range(nodes):
-            port, bus = fresh_port(), fresh_port()  # the default bus (port + 10000) may be taken
+            port, bus = free_port(), free_port()  # the default bus (port + 10000) may be taken
             name = f"redis-cluster-{port}"
             argv = _valkey_argv(
                 port,
