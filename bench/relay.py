@@ -4,11 +4,13 @@
 (same key, value and partition) to TARGET, then commits: the consume -> produce -> commit loop of
 a wardflow stage without decoding, rules or encoding. It commits after every batch, where the
 stages commit at most every `WARDFLOW_COMMIT_INTERVAL_SECONDS`: committing every 0.5 s made the
-relay slower on the embedded broker (bench/README.md), and the reference is the faster relay. It runs as the services do (uvloop, the same
-garbage-collector settings, the same consumer and producer settings from the same environment:
-`KAFKA_BOOTSTRAP_SERVERS`, `WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS`, `WARDFLOW_METRICS_PORT`) and
-reports the same counters (`wardflow_events_in_total`, `wardflow_events_out_total`,
-`wardflow_stage_ready`) with its NAME as the stage.
+relay slower on the embedded broker (bench/README.md), and the reference is the faster relay.
+
+It runs as the services do (uvloop, the same garbage-collector settings, the same consumer and
+producer settings from the same environment: `KAFKA_BOOTSTRAP_SERVERS`,
+`WARDFLOW_KAFKA_FETCH_MAX_WAIT_MS`, `WARDFLOW_METRICS_PORT`) and reports the same counters
+(`wardflow_events_in_total`, `wardflow_events_out_total`, `wardflow_stage_ready`) with its NAME
+as the stage.
 """
 
 from __future__ import annotations
