@@ -16,6 +16,7 @@ from bench.figures import (
     slice_counts,
     slope,
 )
+from bench.pipeline import checks_of
 from bench.probe import Flow, Sample, parse_counters, total
 from bench.report import latest
 
@@ -214,3 +215,22 @@ def test_no_sustained_rate_means_no_maximum_and_no_ratio() -> None:
     assert summary["pipeline"]["p99_seconds_at_1000_eps"] is None  # 1,000/s was not run
     assert summary["ratio"] is None
     assert summary["targets"][0]["met"] is None
+
+
+def test_a_relay_baseline_that_could_not_run_leaves_the_pipeline_reported_without_a_ratio() -> None:
+    rows = [_row("pipeline", 1000, 995, True, 150), _row("pipeline", 2000, 1990, True, 300)]
+    rows[0]["events_lost"] = 0
+    rows[1]["events_lost"] = 0
+    checks = checks_of(rows, "RuntimeError: relay-3 exited")
+    assert checks == {
+        "pipeline 1,000/s: events lost": 0,
+        "pipeline 2,000/s: events lost": 0,
+        "baseline": "could not run, so no ratio: RuntimeError: relay-3 exited",
+    }
+    assert "baseline" not in checks_of(rows, None)
+    summary = latest({"scenarios": rows, "machine": {"date": "d", "git_commit": "c"},
+                      "options": {}, "checks": checks})  # fmt: skip
+    assert summary["pipeline"]["max_throughput_eps"] == 1990
+    assert summary["baseline"]["max_throughput_eps"] is None
+    assert summary["ratio"] is None and summary["targets"][0]["met"] is None
+    assert summary["checks"]["baseline"].startswith("could not run")
