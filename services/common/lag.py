@@ -8,8 +8,9 @@ one, short of the end when a batch held several records (see `kafka.read_to_end`
 ever past the end, so the larger of the two is the best estimate.
 
 The consumed side is the position processed to: the first offset of the batch being processed
-for a partition in it, else the consumer's position (every record before it is processed; fusion
-commits it a little later, once the changes are on its changelog).
+for a partition in it, else the consumer's position (every record before it is processed; the
+commit follows within `commit_interval_seconds`, and fusion's once its changes are on its
+changelog).
 """
 
 from __future__ import annotations

@@ -162,8 +162,9 @@ class StageRunner:
         self.tick_seconds = tick_seconds
         self.before_commit = before_commit
         self.state = state
-        # The offsets processed after each batch, with the time it ended, until they are
-        # committed: at once without `state`, else when every change made by then is written.
+        # The offsets processed after each batch, with the time it ended, until they may be
+        # committed: at once without `state`, else when every change made by then is written
+        # (and then held in `_committable` until the commit interval has passed).
         self._checkpoints: deque[tuple[float, dict[TopicPartition, int]]] = deque()
         self._processed: dict[TopicPartition, int] = {}
         # Committable offsets held back until `commit_interval_seconds` after the last commit.
@@ -413,11 +414,11 @@ class StageRunner:
             name = self._topic_names[spec.name] = topic(self.settings, spec)
         return name
 
-    def _events_out(self, topic_name: str) -> Any:
-        series = self._events_out_series.get(topic_name)
+    def _events_out(self, topic_label: str) -> Any:
+        series = self._events_out_series.get(topic_label)
         if series is None:
-            series = metrics.EVENTS_OUT.labels(self.stage, topic_name)
-            self._events_out_series[topic_name] = series
+            series = metrics.EVENTS_OUT.labels(self.stage, topic_label)
+            self._events_out_series[topic_label] = series
         return series
 
     def _dead_letter(

@@ -133,7 +133,7 @@ class Fusion:
             outcome = flush(record, now, self.policy)
             outputs += self._apply(outcome)
             self._schedule(outcome.record)
-        return outputs  # the records it changed go to the changelog at the next commit
+        return outputs  # the records it changed go to the changelog like any other change
 
     async def on_assigned(self, partitions: frozenset[int]) -> list[Outgoing]:
         """Take over newly owned partitions from the changelog; forget the others."""

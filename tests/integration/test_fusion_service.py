@@ -162,8 +162,44 @@ def comparable(state: PatientStateUpdated) -> tuple[Any, ...]:
     )
 
 
+LONG_AGES = dict.fromkeys(PARAMETERS, 86_400)
+"""Maximum ages for the restart and rebalance tests: staleness is not under test there."""
+
+
+def restart_env(settings: Any, *, changelog_interval_seconds: float) -> dict[str, str]:
+    """Fusion for the restart and rebalance tests: snapshots at most once a second, the tick
+    every 0.25 s, records on the changelog every `changelog_interval_seconds`."""
+    return fusion_env(settings) | {
+        "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
+        "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
+        "WARDFLOW_CHANGELOG_INTERVAL_SECONDS": str(changelog_interval_seconds),
+        "WARDFLOW_MAX_AGE_SECONDS": json.dumps(LONG_AGES),
+    }
+
+
+def reference_states(events: list[Any]) -> dict[str, tuple[Any, ...]]:
+    """Each patient's last state by the pure rules over the same events, never stopped."""
+    policy = FusionPolicy(max_age_seconds=LONG_AGES)
+    records: dict[str, Any] = {}
+    for event in events:
+        records[event.patient_id] = handle(
+            records.get(event.patient_id), event, now=NOW, partition=0, policy=policy
+        ).record
+    return {p: comparable(snapshot(r, at=NOW, policy=policy)) for p, r in records.items()}
+
+
 def last_per_patient(states: list[PatientStateUpdated]) -> dict[str, tuple[Any, ...]]:
     return {state.patient_id: comparable(state) for state in states}
+
+
+def assert_same_states(
+    seen: list[PatientStateUpdated], reference: dict[str, tuple[Any, ...]]
+) -> None:
+    final = last_per_patient(seen)
+    differ = {p: (final.get(p), state) for p, state in reference.items() if final.get(p) != state}
+    assert not differ, (
+        f"{len(differ)} patients differ (got, expected): {next(iter(differ.items()))}"
+    )
 
 
 async def key_partitions(kafka_url: str, topic: str) -> dict[bytes, set[int]]:
@@ -190,24 +226,12 @@ async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
     settings_factory, producer, kafka, tmp_path
 ) -> None:
     settings = await settings_factory()
-    long_ages = json.dumps(dict.fromkeys(PARAMETERS, 86_400))  # staleness is not under test here
-    env = fusion_env(settings) | {
-        "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
-        "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
-        # Records written and offsets committed several times before the kill: the restart
-        # restores the records and replays the events after the last commit.
-        "WARDFLOW_CHANGELOG_INTERVAL_SECONDS": "0.2",
-        "WARDFLOW_MAX_AGE_SECONDS": long_ages,
-    }
+    # Records written and offsets committed several times before the kill: the restart
+    # restores the records and replays the events after the last commit.
+    env = restart_env(settings, changelog_interval_seconds=0.2)
     events = hospital_stream(random.Random(5), patients=20)
     assert len(events) >= 300
-    policy = FusionPolicy(max_age_seconds=json.loads(long_ages))
-    records: dict[str, Any] = {}
-    for event in events:  # the reference: the pure rules over the same events, never stopped
-        records[event.patient_id] = handle(
-            records.get(event.patient_id), event, now=NOW, partition=0, policy=policy
-        ).record
-    reference = {p: comparable(snapshot(r, at=NOW, policy=policy)) for p, r in records.items()}
+    reference = reference_states(events)
     half = len(events) // 2
 
     async def publish_slowly(batch: list[Any], sent: asyncio.Event | None = None) -> None:
@@ -236,11 +260,7 @@ async def test_state_after_kill_9_mid_stream_is_the_state_without_a_crash(
         with contextlib.suppress(AssertionError):  # reported below, readably
             await collect(kafka.url, settings, PATIENTS_STATE, converged, timeout_seconds=60)
 
-    final = last_per_patient(seen)
-    differ = {p: (final.get(p), state) for p, state in reference.items() if final.get(p) != state}
-    assert not differ, (
-        f"{len(differ)} patients differ (got, expected): {next(iter(differ.items()))}"
-    )
+    assert_same_states(seen, reference)
     assert len(seen) < len(events), "throttling: fewer snapshots than input events"
     takeovers = re.findall(r"took over partitions=.* patients=(\d+)", log.read_text())
     assert len(takeovers) == 2 and int(takeovers[1]) > 0, "the restart did not recover the table"
@@ -258,21 +278,9 @@ async def test_a_second_replica_joining_and_leaving_mid_stream_changes_no_state(
     gracefully (it writes its records and commits) and the first takes its partitions back from
     the changelog. The final state is the pure rules' over the same events."""
     settings = await settings_factory()
-    long_ages = json.dumps(dict.fromkeys(PARAMETERS, 86_400))
-    env = fusion_env(settings) | {
-        "WARDFLOW_MIN_SNAPSHOT_INTERVAL_SECONDS": "1",
-        "WARDFLOW_FLUSH_CHECK_INTERVAL_SECONDS": "0.25",
-        "WARDFLOW_CHANGELOG_INTERVAL_SECONDS": "0.3",
-        "WARDFLOW_MAX_AGE_SECONDS": long_ages,
-    }
+    env = restart_env(settings, changelog_interval_seconds=0.3)
     events = hospital_stream(random.Random(11), patients=20)
-    policy = FusionPolicy(max_age_seconds=json.loads(long_ages))
-    records: dict[str, Any] = {}
-    for event in events:
-        records[event.patient_id] = handle(
-            records.get(event.patient_id), event, now=NOW, partition=0, policy=policy
-        ).record
-    reference = {p: comparable(snapshot(r, at=NOW, policy=policy)) for p, r in records.items()}
+    reference = reference_states(events)
     third = len(events) // 3
 
     async def publish_slowly(batch: list[Any]) -> None:
@@ -295,11 +303,7 @@ async def test_a_second_replica_joining_and_leaving_mid_stream_changes_no_state(
         with contextlib.suppress(AssertionError):  # reported below, readably
             await collect(kafka.url, settings, PATIENTS_STATE, converged, timeout_seconds=60)
 
-    final = last_per_patient(seen)
-    differ = {p: (final.get(p), state) for p, state in reference.items() if final.get(p) != state}
-    assert not differ, (
-        f"{len(differ)} patients differ (got, expected): {next(iter(differ.items()))}"
-    )
+    assert_same_states(seen, reference)
     taken = re.findall(r"took over partitions=\[([0-9, ]*)\]", second_log.read_text())
     assert taken and taken[0] in ("0", "1"), "the second worker had one partition of two"
     back = re.findall(r"took over partitions=\[([0-9, ]*)\]", first_log.read_text())
