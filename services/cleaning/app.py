@@ -13,8 +13,9 @@ from schemas.topics import EVENTS_CLEAN, EVENTS_RAW, TopicSpec
 from services.cleaning.codes import CodeMap, LocalCodesError, parse_local_codes
 from services.cleaning.config import CleaningSettings
 from services.cleaning.domain import CleaningRejection, CleaningRules, EventCleaner
+from services.cleaning.recorded import encode_document
 from services.cleaning.units import affine_conversions
-from services.common.stage import Output, Rejected, StageRunner, utc_now
+from services.common.stage import Encoded, Output, Rejected, StageRunner, utc_now
 
 STAGE = "cleaning"
 DEFAULT_LOCAL_CODES = Path(__file__).with_name("local_codes.toml")
@@ -86,7 +87,7 @@ class Cleaner:
         self.clock = clock
         affine_conversions()  # derive the unit table from pint now, not on the first event
 
-    async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output]:
+    async def __call__(self, spec: TopicSpec, event: Any) -> Sequence[Output | Encoded]:
         try:
             cleaned = self.domain.clean(event, self.clock())
         except CleaningRejection as rejection:
@@ -105,7 +106,10 @@ class Cleaner:
             UNMAPPED.inc(cleaned.unmapped)
         if cleaned.late:
             LATE.inc()
-        return [Output(EVENTS_CLEAN, cleaned.event)] if cleaned.event is not None else []
+        if cleaned.recorded is not None:
+            key = cleaned.recorded["patient_id"].encode()
+            return [Encoded(EVENTS_CLEAN, key, encode_document(cleaned.recorded))]
+        return [Output(EVENTS_CLEAN, cleaned.forwarded)] if cleaned.forwarded is not None else []
 
 
 def build(settings: CleaningSettings, *, clock: Callable[[], datetime] = utc_now) -> StageRunner:

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from schemas.base import Event
-from schemas.observations import ArtifactReason, VitalSignsObserved, VitalSignsRecorded
+from schemas.observations import VitalSignsObserved, VitalSignsRecorded
 from schemas.vocabulary import VitalParameter
 from services.cleaning.artifacts import FlatLineMemory, instant_artifact
 from services.cleaning.codes import CodeMap
 from services.cleaning.dedupe import DedupeWindow, ReadingWindow
 from services.cleaning.measurements import FIELDS, CleaningRejection, Reading, read_measurement
-from services.cleaning.units import CANONICAL_UNIT
+from services.cleaning.recorded import Flags, recorded_document
 
 __all__ = ["Cleaned", "CleaningRejection", "CleaningRules", "EventCleaner"]
 
@@ -35,19 +35,31 @@ class CleaningRules:
 
 
 DropReason = Literal["event_id", "same_reading", "no_vital_signs"]
-Flags = dict[VitalParameter, ArtifactReason | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Cleaned:
-    """The outcome of one accepted event: what goes to events.clean (None: dropped) and counts."""
+    """The outcome of one accepted event: what goes to events.clean and counts; nothing goes
+    when it was `dropped`.
 
-    event: Event | None
+    An event cleaning does not change is `forwarded` as decoded; cleaned vital signs are
+    `recorded`, the VitalSignsRecorded document as plain data (`recorded.py`).
+    """
+
+    forwarded: Event | None
     dropped: DropReason | None = None
     valid: int = 0
     artifacts: int = 0
     unmapped: int = 0
     late: bool = False
+    recorded: dict[str, Any] | None = None
+
+    @property
+    def event(self) -> Event | None:
+        """What goes to events.clean as a contract model (validates a `recorded` document)."""
+        if self.recorded is not None:
+            return VitalSignsRecorded.model_validate(self.recorded)
+        return self.forwarded
 
 
 class EventCleaner:
@@ -112,7 +124,8 @@ class EventCleaner:
             if frozen and flags[parameter] is None:
                 flags[parameter] = "flat_line"
         return Cleaned(
-            _recorded(event, by_parameter, flags, late),
+            None,
+            recorded=recorded_document(event, by_parameter, flags, late),
             valid=sum(1 for reason in flags.values() if reason is None),
             artifacts=sum(1 for reason in flags.values() if reason is not None),
             unmapped=unmapped,
@@ -135,35 +148,3 @@ def _check_pressures(readings: dict[VitalParameter, Reading], flags: Flags) -> N
             "impossible_value",
             f"diastolic_bp_mmhg={diastolic.value:g} is above systolic_bp_mmhg={systolic.value:g}",
         )
-
-
-def _recorded(
-    event: VitalSignsObserved,
-    readings: dict[VitalParameter, Reading],
-    flags: Flags,
-    late: bool,
-) -> VitalSignsRecorded:
-    vitals: dict[str, Any] = {FIELDS[p]: r.value for p, r in readings.items() if flags[p] is None}
-    vitals["on_supplemental_oxygen"] = event.supplemental_oxygen
-    vitals["consciousness"] = event.consciousness
-    artifacts = [
-        {"parameter": p, "value": r.value, "unit": CANONICAL_UNIT[p], "reason": flags[p]}
-        for p, r in readings.items()
-        if flags[p] is not None
-    ]
-    # One validation of plain dicts is ~3x cheaper than constructing the nested models.
-    return VitalSignsRecorded.model_validate(
-        {
-            "event_id": event.event_id,
-            "occurred_at": event.occurred_at,
-            "recorded_at": event.recorded_at,
-            "source": event.source,
-            "schema_version": event.schema_version,
-            "patient_id": event.patient_id,
-            "device_id": event.device_id,
-            "vitals": vitals,
-            "origins": [r.origin for r in readings.values()],
-            "artifacts": artifacts,
-            "late": late,
-        }
-    )

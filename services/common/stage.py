@@ -60,6 +60,16 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Encoded:
+    """An event its handler wrote as a record value itself (a hot path: cleaning's vital signs,
+    `services/cleaning/recorded.py`), with its Kafka key. Counted like an `Output`."""
+
+    spec: TopicSpec
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
 class StateRecord:
     """A record of a stage's own state (fusion's per-patient changelog), written as it is to a
     named topic and partition. Not an event: not counted in `wardflow_events_out_total`."""
@@ -70,7 +80,7 @@ class StateRecord:
     value: bytes | None
 
 
-Outgoing = Output | StateRecord
+Outgoing = Output | Encoded | StateRecord
 
 
 class WrittenState(Protocol):
@@ -91,7 +101,7 @@ class Rejected(Exception):
         self.detail = detail
 
 
-Handler = Callable[[TopicSpec, Any], Awaitable[Sequence[Output]]]
+Handler = Callable[[TopicSpec, Any], Awaitable[Sequence[Output | Encoded]]]
 Ticker = Callable[[frozenset[int]], Awaitable[Sequence[Outgoing]]]
 """Called every `tick_seconds` with the partitions (of the first input) this replica owns."""
 Assigned = Callable[[frozenset[int]], Awaitable[Sequence[Outgoing]]]
@@ -401,8 +411,11 @@ class StageRunner:
             if isinstance(output, StateRecord):
                 outbox.add(output.topic, output.key, output.value, output.partition)
                 continue
-            key = output.event.kafka_key() if hasattr(output.event, "kafka_key") else None
-            outbox.add(self._topic_name(output.spec), key, encode(output.event))
+            if isinstance(output, Encoded):
+                outbox.add(self._topic_name(output.spec), output.key, output.value)
+            else:
+                key = output.event.kafka_key() if hasattr(output.event, "kafka_key") else None
+                outbox.add(self._topic_name(output.spec), key, encode(output.event))
             events_out[output.spec.name] = events_out.get(output.spec.name, 0) + 1
         for name, count in events_out.items():
             self._events_out(name).inc(count)

@@ -11,13 +11,21 @@ from uuid import uuid4
 import pytest
 
 from schemas.admissions import PatientAdmitted
-from schemas.observations import Measurement, Spo2ScaleSet, VitalSignsObserved
+from schemas.base import Event
+from schemas.codec import encode
+from schemas.observations import (
+    Measurement,
+    Spo2ScaleSet,
+    VitalSignsObserved,
+    VitalSignsRecorded,
+)
 from schemas.vocabulary import Consciousness, VitalParameter
 from services.cleaning.app import load_code_map
 from services.cleaning.codes import LocalCodesError, parse_local_codes
 from services.cleaning.config import CleaningSettings
 from services.cleaning.dedupe import DedupeWindow, ReadingWindow
 from services.cleaning.domain import Cleaned, CleaningRejection, CleaningRules, EventCleaner
+from services.cleaning.recorded import encode_document
 from services.cleaning.units import (
     CANONICAL_UNIT,
     UCUM_TO_PINT,
@@ -55,8 +63,20 @@ def observed(*measurements: Measurement, at: datetime = NOW, **fields: Any) -> V
     return VitalSignsObserved(event_id=uuid4(), occurred_at=at, recorded_at=at, **values)
 
 
+class CheckedCleaner(EventCleaner):
+    """Checks every recorded document against the contract: its record value is exactly what
+    the VitalSignsRecorded model would write (recorded.py's promise), byte for byte."""
+
+    def clean(self, event: Event, now: datetime) -> Cleaned:
+        cleaned = super().clean(event, now)
+        if cleaned.recorded is not None:
+            model = VitalSignsRecorded.model_validate(cleaned.recorded)
+            assert encode_document(cleaned.recorded) == encode(model)
+        return cleaned
+
+
 def cleaner(**rules: Any) -> EventCleaner:
-    return EventCleaner(CleaningRules(**rules), CODES)
+    return CheckedCleaner(CleaningRules(**rules), CODES)
 
 
 def clean(*measurements: Measurement, **fields: Any) -> Cleaned:
