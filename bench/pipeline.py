@@ -61,7 +61,8 @@ from services.common.kafka import topic
 
 log = logging.getLogger(__name__)
 
-RATES = (500.0, 1000.0, 2000.0, 3000.0, 3250.0, 3500.0, 3750.0, 4000.0, 4500.0, 5000.0)
+RATES = (1000.0, 2000.0, 3000.0, 4000.0, 4500.0, 5000.0, 5500.0, 6000.0, 7000.0)
+"""From the rate of the latency target up, in 500/s steps where the maximum has been."""
 ALWAYS_UP_TO = 1000.0  # the rate of the latency target is measured even after a clear miss
 BUDGET_WINDOWS = 14  # no new rate starts after this many (warm-up + window)s: make bench < 10 min
 PATIENTS = 1000
