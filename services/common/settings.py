@@ -36,7 +36,14 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(
         default=1, ge=1, le=10, description="Replicas of each topic wardflow creates."
     )
-    kafka_max_batch: int = Field(default=500, ge=1, le=10_000, description="Records per poll.")
+    kafka_max_batch: int = Field(
+        default=2000,
+        ge=1,
+        le=10_000,
+        description="Records per poll. A stage waits for the broker's acknowledgement of one "
+        "batch's outputs before it takes the next, so this caps a stage at about this many "
+        "records per round trip: 500 capped cleaning near 5,000 events/s (bench/README.md).",
+    )
     topic_prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9._-]*$", description="Prefix for every topic name."
     )
