@@ -1,6 +1,6 @@
 """The VitalSignsRecorded record that cleaning writes, built as plain data and encoded directly.
 
-Validating a freshly built `VitalSignsRecorded` and serialising it again cost a fifth of
+Validating a freshly built `VitalSignsRecorded` and serialising it again cost about 30 % of
 cleaning's CPU per event (bench/README.md), for values the rules had just produced from a
 validated event. So cleaning writes the document itself, in the model's field order, and
 `encode_document` gives the bytes `schemas.codec.encode(VitalSignsRecorded(...))` would: the

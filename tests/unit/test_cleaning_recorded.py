@@ -47,7 +47,7 @@ def test_every_record_is_what_the_contract_model_writes() -> None:
         model = VitalSignsRecorded.model_validate(cleaned.recorded)
         assert encode_document(cleaned.recorded) == encode(model)
         written += 1
-    assert written > 2_500  # artifacts, codes and units: every case of test_cleaning_rules.py
+    assert written > 2_500  # artifacts, local codes and units: case by case in the rules tests
 
 
 async def test_the_stage_writes_the_record_keyed_by_patient() -> None:
