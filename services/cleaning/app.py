@@ -15,7 +15,8 @@ from services.cleaning.config import CleaningSettings
 from services.cleaning.domain import CleaningRejection, CleaningRules, EventCleaner
 from services.cleaning.recorded import encode_document
 from services.cleaning.units import affine_conversions
-from services.common.stage import Encoded, Output, Rejected, StageRunner, utc_now
+from services.common.handlers import Encoded, Output, Rejected
+from services.common.stage import StageRunner, utc_now
 
 STAGE = "cleaning"
 DEFAULT_LOCAL_CODES = Path(__file__).with_name("local_codes.toml")

@@ -16,10 +16,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -30,7 +28,7 @@ from aiokafka import (
 )
 from aiokafka.errors import IllegalStateError, KafkaError
 from prometheus_client import Gauge
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from schemas.base import Event
 from schemas.codec import decode, encode
@@ -38,6 +36,18 @@ from schemas.deadletter import EventDeadLettered
 from schemas.topics import EVENTS_DLQ, TopicSpec
 from services.common import metrics
 from services.common.errors import summarise
+from services.common.handlers import (
+    RECORD_PARTITION,
+    Assigned,
+    Encoded,
+    Handler,
+    Outgoing,
+    Output,
+    Rejected,
+    StateRecord,
+    Ticker,
+    WrittenState,
+)
 from services.common.kafka import Outbox, make_consumer, make_producer, topic
 from services.common.lag import lag_by_topic, read_offsets
 from services.common.settings import ServiceSettings
@@ -45,71 +55,6 @@ from services.common.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 STAGE_READY = Gauge("wardflow_stage_ready", "1 once the stage has joined its group.", ["stage"])
-
-
-class Keyed(Protocol):
-    def kafka_key(self) -> bytes | None: ...
-
-
-@dataclass(frozen=True)
-class Output:
-    """One event a handler wants produced, and the topic it goes to."""
-
-    spec: TopicSpec
-    event: BaseModel
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """An event its handler wrote as a record value itself (a hot path: cleaning's vital signs,
-    `services/cleaning/recorded.py`), with its Kafka key. Counted like an `Output`."""
-
-    spec: TopicSpec
-    key: bytes
-    value: bytes
-
-
-@dataclass(frozen=True)
-class StateRecord:
-    """A record of a stage's own state (fusion's per-patient changelog), written as it is to a
-    named topic and partition. Not an event: not counted in `wardflow_events_out_total`."""
-
-    topic: str
-    partition: int
-    key: bytes
-    value: bytes | None
-
-
-Outgoing = Output | Encoded | StateRecord
-
-
-class WrittenState(Protocol):
-    """A stage's own state, written out a little after it changes (fusion's changelog)."""
-
-    def state_writes(self, now: float, everything: bool) -> tuple[list[StateRecord], float | None]:
-        """The records to write now (`everything`: every change not written yet), and the
-        `time.monotonic()` of the oldest change still not written after them (None: none)."""
-        ...
-
-
-class Rejected(Exception):
-    """The event is well-formed but cannot be processed: it goes to the dead-letter topic."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-Handler = Callable[[TopicSpec, Any], Awaitable[Sequence[Output | Encoded]]]
-Ticker = Callable[[frozenset[int]], Awaitable[Sequence[Outgoing]]]
-"""Called every `tick_seconds` with the partitions (of the first input) this replica owns."""
-Assigned = Callable[[frozenset[int]], Awaitable[Sequence[Outgoing]]]
-"""Called when the group gives this replica its partitions (of the first input: all it owns from
-then on), before any record of them is handled."""
-
-RECORD_PARTITION: ContextVar[int] = ContextVar("record_partition", default=0)
-"""The partition of the record being handled, for handlers that keep per-partition state."""
 
 
 _KIND = b'"kind":"'

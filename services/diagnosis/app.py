@@ -32,9 +32,10 @@ from schemas.patients import PatientStateUpdated
 from schemas.topics import PATIENTS_ALERTS, PATIENTS_ASSESSMENTS, PATIENTS_STATE, TopicSpec
 from schemas.vocabulary import Band
 from services.common import metrics
+from services.common.handlers import RECORD_PARTITION, Output
 from services.common.hospital import HospitalLayout, load_layout
 from services.common.kafka import make_reader, read_to_end, topic
-from services.common.stage import RECORD_PARTITION, Output, StageRunner
+from services.common.stage import StageRunner
 from services.diagnosis.alerting import Context, Decision, on_assessment, on_tick
 from services.diagnosis.config import DiagnosisSettings
 from services.diagnosis.domain import NEWS2_PARAMETERS, ScoringPolicy, assess

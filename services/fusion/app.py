@@ -40,8 +40,9 @@ from prometheus_client import Counter
 
 from schemas.patients import PatientStateUpdated
 from schemas.topics import EVENTS_CLEAN, PATIENTS_STATE, TopicSpec
+from services.common.handlers import RECORD_PARTITION, Outgoing, Output, StateRecord
 from services.common.kafka import make_reader, read_to_end
-from services.common.stage import RECORD_PARTITION, Outgoing, Output, StageRunner, StateRecord
+from services.common.stage import StageRunner
 from services.fusion.adt import ADT_EVENT_TYPES
 from services.fusion.care import CARE_EVENT_TYPES
 from services.fusion.config import FusionSettings

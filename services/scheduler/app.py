@@ -30,8 +30,8 @@ from schemas.topics import (
     TopicSpec,
 )
 from schemas.vocabulary import BedStatus, LevelOfCare
+from services.common.handlers import Output, Rejected
 from services.common.hospital import HospitalLayout
-from services.common.stage import Output, Rejected
 from services.scheduler.decisions import (
     SOURCE,
     Cause,

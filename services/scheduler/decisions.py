@@ -18,7 +18,7 @@ from schemas.beds import (
 )
 from schemas.topics import BEDS_EVENTS, SCHEDULING_DECISIONS
 from schemas.vocabulary import BedStatus, LevelOfCare
-from services.common.stage import Output
+from services.common.handlers import Output
 from services.scheduler.store import BedChange, CareRequest, ChangeResult, WardBedChange
 
 SOURCE = "wardflow-scheduler"

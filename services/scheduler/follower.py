@@ -31,10 +31,10 @@ from schemas.codec import decode, encode
 from schemas.layout import WardLayoutSet
 from schemas.topics import HOSPITAL_LAYOUT
 from schemas.vocabulary import BedStatus
+from services.common.handlers import Output
 from services.common.hospital import HospitalLayout, Ward
 from services.common.kafka import make_reader, read_to_end, topic
 from services.common.settings import ServiceSettings
-from services.common.stage import Output
 from services.scheduler.app import Scheduler
 from services.scheduler.decisions import Sweep
 from services.scheduler.domain import allocation_restriction

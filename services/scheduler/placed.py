@@ -10,7 +10,7 @@ from schemas.beds import BedAssigned, BedReserved
 from schemas.topics import SCHEDULING_DECISIONS
 from schemas.vocabulary import LevelOfCare
 from services.common import metrics
-from services.common.stage import Output
+from services.common.handlers import Output
 from services.scheduler.decisions import Cause, derived_id
 from services.scheduler.domain import ORIGINS, cost_estimate, wait_band
 from services.scheduler.metrics import (

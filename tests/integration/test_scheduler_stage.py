@@ -41,8 +41,9 @@ from schemas.topics import (
 )
 from schemas.vocabulary import Band, BedStatus, LevelOfCare
 from services.common.embedded import EmbeddedServer
+from services.common.handlers import Rejected
 from services.common.hospital import layout_from_dict
-from services.common.stage import Rejected, StageRunner
+from services.common.stage import StageRunner
 from services.scheduler.app import HANDLED_KINDS, Scheduler
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.store import RedisBedStore

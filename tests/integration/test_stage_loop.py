@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas.observations import Measurement, VitalSignsObserved
 from schemas.topics import EVENTS_RAW
 from schemas.vocabulary import VitalParameter
+from services.common.handlers import Output, StateRecord
 from services.common.kafka import BatchWriter, Outbox, ensure_topics, topic
 from services.common.settings import ServiceSettings
-from services.common.stage import Output, StageRunner, StateRecord
+from services.common.stage import StageRunner
 from tests.support import RunningStage, eventually, publish
 
 

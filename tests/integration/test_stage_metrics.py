@@ -17,8 +17,9 @@ from schemas.observations import Measurement, VitalSigns, VitalSignsObserved, Vi
 from schemas.topics import EVENTS_CLEAN, EVENTS_RAW
 from schemas.vocabulary import VitalParameter
 from services.common.embedded import free_port
+from services.common.handlers import Output
 from services.common.settings import ServiceSettings
-from services.common.stage import Output, StageRunner
+from services.common.stage import StageRunner
 from services.ingest.config import IngestSettings
 from services.ingest.sources import key_digest
 from tests.integration.ingest_fixtures import AUTH, KEY, PSEUDONYM_KEY, running_ingest

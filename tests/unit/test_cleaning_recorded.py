@@ -14,7 +14,7 @@ from services.cleaning.app import Cleaner
 from services.cleaning.config import CleaningSettings
 from services.cleaning.domain import CleaningRejection
 from services.cleaning.recorded import encode_document
-from services.common.stage import Encoded, Rejected
+from services.common.handlers import Encoded, Rejected
 from services.simulator.domain import Hospital, HospitalConfig
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
