@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar, dataclass_transform, overload
 from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION = 1
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -52,3 +56,42 @@ class Event(Contract):
     def kafka_key(self) -> bytes:
         """The Kafka record key: the patient for clinical events, the ward for bed events."""
         return str(getattr(self, self.key_field)).encode()
+
+
+@overload
+def value_class(cls: type[T], /) -> type[T]: ...
+@overload
+def value_class(*, kw_only: bool = False) -> Callable[[type[T]], type[T]]: ...
+@dataclass_transform(frozen_default=True)
+def value_class(cls: type[T] | None = None, /, *, kw_only: bool = False) -> Any:
+    """A slotted dataclass that is frozen for the type checker and plain at run time.
+
+    For the small values the hot paths build for every event (fusion's tracks, the stage
+    loop's outputs). A frozen dataclass sets each field through `object.__setattr__` in its
+    `__init__`: 1.8 us for a five-field track against 0.7 us for a plain one, and fusion builds
+    about a dozen per event. mypy refuses any assignment to a field (it sees `frozen=True`), which
+    is what frozen bought; at run time instances are not hashable (`__hash__` is None).
+    """
+
+    def make(cls: type[T]) -> type[T]:
+        return dataclass(slots=True, kw_only=kw_only)(cls)
+
+    return make if cls is None else make(cls)
+
+
+def evolve(model: M, /, **changes: Any) -> M:
+    """`model.model_copy(update=changes)` for a `Contract` (no extra fields, no private
+    attributes): a new model sharing the unchanged field values, not validated. 1.2 us against
+    model_copy's 3.5 us for fusion's patient record, which it copies twice per event."""
+    cls = type(model)
+    if not changes.keys() <= cls.__pydantic_fields__.keys():
+        unknown = sorted(changes.keys() - cls.__pydantic_fields__.keys())
+        raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    new = cls.__new__(cls)
+    object.__setattr__(new, "__dict__", {**model.__dict__, **changes})
+    object.__setattr__(
+        new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys()
+    )
+    object.__setattr__(new, "__pydantic_extra__", None)
+    object.__setattr__(new, "__pydantic_private__", None)
+    return new

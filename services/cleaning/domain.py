@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from schemas.base import Event
+from schemas.base import Event, value_class
 from schemas.observations import VitalSignsObserved, VitalSignsRecorded
 from schemas.vocabulary import VitalParameter
 from services.cleaning.artifacts import FlatLineMemory, instant_artifact
@@ -37,7 +37,7 @@ class CleaningRules:
 DropReason = Literal["event_id", "same_reading", "no_vital_signs"]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Cleaned:
     """The outcome of one accepted event: what goes to events.clean and counts; nothing goes
     when it was `dropped`.

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from schemas.base import value_class
 from schemas.topics import TopicSpec
 
 
-@dataclass(frozen=True)
+@value_class
 class Output:
     """One event a handler wants produced, and the topic it goes to."""
 
@@ -22,7 +22,7 @@ class Output:
     event: BaseModel
 
 
-@dataclass(frozen=True)
+@value_class
 class Encoded:
     """An event its handler wrote as a record value itself (a hot path: cleaning's vital signs,
     `services/cleaning/recorded.py`), with its Kafka key. Counted like an `Output`."""
@@ -32,7 +32,7 @@ class Encoded:
     value: bytes
 
 
-@dataclass(frozen=True)
+@value_class
 class StateRecord:
     """A record of a stage's own state (fusion's per-patient changelog), written as it is to a
     named topic and partition. Not an event: not counted in `wardflow_events_out_total`."""

@@ -20,13 +20,13 @@ at most `MAX_OVERRIDE`). The horizon only grows, so this too converges whatever 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any
 from uuid import UUID
 
-from schemas.base import Contract, UtcDatetime
+from schemas.base import Contract, UtcDatetime, value_class
 from schemas.care import (
     MAX_OVERRIDE,
     Acknowledgement,
@@ -59,26 +59,26 @@ EXPIRED_RETENTION = timedelta(days=1)
 """How long after its expiry (in event time) an override is still shown in the plan."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class CeilingTrack(Observed):
     ceiling: CeilingOfCare
     set_by_role: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class InfectionTrack(Observed):
     suspected: bool
     set_by_role: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class OverrideTrack(Observed):
     """The latest instruction for one parameter: an override, or None once cleared."""
 
     override: ParameterOverride | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class AcknowledgementTrack(Observed):
     assessment_id: UUID | None = None
     acknowledged_by_role: str

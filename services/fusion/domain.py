@@ -25,12 +25,12 @@ location, as the SpO2 scale is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from schemas.base import Contract, Identifier, UtcDatetime
+from schemas.base import Contract, Identifier, UtcDatetime, evolve, value_class
 from schemas.care import (
     AlertAcknowledged,
     CeilingOfCareSet,
@@ -79,7 +79,7 @@ class FusionPolicy:
         object.__setattr__(self, "max_age_seconds", merged)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class ScaleTrack(Observed):
     scale: Literal[1, 2]
 
@@ -106,7 +106,7 @@ class PatientRecord(Contract):
         return 1 if self.spo2_scale is None else self.spo2_scale.scale
 
 
-@dataclass(frozen=True)
+@value_class
 class Outcome:
     """The record after an event or a timer check, and the snapshot to emit, if any."""
 
@@ -117,9 +117,11 @@ class Outcome:
 
 
 def _bumped(record: PatientRecord, event: ClinicalEvent, **update: object) -> PatientRecord:
-    throttle = replace(record.throttle, pending=True)
+    throttle = Throttle(
+        pending=True, emitted_at=record.throttle.emitted_at, signature=record.throttle.signature
+    )
     update |= {"version": record.version + 1, "changed_recorded_at": event.recorded_at}
-    return record.model_copy(update={**update, "throttle": throttle})
+    return evolve(record, **update, throttle=throttle)
 
 
 def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
@@ -139,7 +141,7 @@ def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
         if not track.is_newer_than(record.spo2_scale):
             return record
         if track.scale == record.scale:
-            return record.model_copy(update={"spo2_scale": track})
+            return evolve(record, spo2_scale=track)
         return _bumped(record, event, spo2_scale=track)
     if isinstance(
         event,
@@ -153,13 +155,13 @@ def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
         if care is record.care:
             return record
         if plan(care) == plan(record.care):
-            return record.model_copy(update={"care": care})  # kept, but the plan is the same
+            return evolve(record, care=care)  # kept, but the plan is the same
         return _bumped(record, event, care=care)
     adt = record_adt(record.adt, event)
     if adt is record.adt:
         return record
     if adt.state == record.adt.state:
-        return record.model_copy(update={"adt": adt})  # placed in the log, same state
+        return evolve(record, adt=adt)  # placed in the log, same state
     return _bumped(record, event, adt=adt)
 
 
@@ -203,9 +205,7 @@ def flush(record: PatientRecord, now: datetime, policy: FusionPolicy) -> Outcome
         trigger = "interval"
     else:
         return Outcome(record, changed=False)
-    emitted = record.model_copy(
-        update={"throttle": Throttle(pending=False, emitted_at=now, signature=current)}
-    )
+    emitted = evolve(record, throttle=Throttle(pending=False, emitted_at=now, signature=current))
     return Outcome(emitted, True, snapshot(emitted, at=now, policy=policy), trigger)
 
 
@@ -220,7 +220,7 @@ def handle(
     """Apply one clean event for the patient and emit a snapshot if the throttle says so."""
     base = record or PatientRecord(patient_id=event.patient_id, partition=partition)
     if base.partition != partition:
-        base = base.model_copy(update={"partition": partition})
+        base = evolve(base, partition=partition)
     applied = apply(base, event)
     if record is None and applied is base:
         return Outcome(base, changed=False)  # told us nothing about a patient we did not know

@@ -26,11 +26,11 @@ Pure; `now` and the maximum ages are passed in. The rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from schemas.base import Contract, UtcDatetime
+from schemas.base import Contract, UtcDatetime, evolve, value_class
 from schemas.observations import VitalSignsRecorded
 from schemas.patients import (
     ConsciousnessReading,
@@ -90,7 +90,7 @@ _FIELDS_OF: dict[VitalParameter, tuple[str, ...]] = {
 Point = tuple[int, float]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class Observed:
     """When, by which source and in which event a reading was observed.
 
@@ -107,18 +107,18 @@ class Observed:
         return other is None or (self.at, self.event_id) > (other.at, other.event_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class NumericTrack(Observed):
     value: float
     history: tuple[Point, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class OxygenTrack(Observed):
     on_oxygen: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class ConsciousnessTrack(Observed):
     level: Consciousness
 
@@ -254,7 +254,7 @@ def observe(observations: Observations, event: VitalSignsRecorded) -> Observatio
     level = event.vitals.consciousness
     if level is not None and observed.is_newer_than(observations.consciousness):
         update["consciousness"] = ConsciousnessTrack(**_stamp(observed), level=level)
-    return observations.model_copy(update=update) if update else observations
+    return evolve(observations, **update) if update else observations
 
 
 def is_stale(

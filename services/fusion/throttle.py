@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass
 
-from schemas.base import UtcDatetime
+from schemas.base import UtcDatetime, value_class
 from schemas.vocabulary import Consciousness
 
 
@@ -82,7 +81,7 @@ def consciousness_severity(level: Consciousness) -> int:
     return ACVPU.index(level)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class Signature:
     """What a snapshot said that matters for scoring; compared to decide on the next one. Made
     for every event: a plain dataclass (validated by pydantic only as part of the record read
@@ -93,7 +92,7 @@ class Signature:
     """Per present, fresh reading; a missing or stale reading has no entry."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(kw_only=True)
 class Throttle:
     """Throttle state of one patient, kept in the table record so it survives a crash."""
 
