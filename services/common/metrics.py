@@ -18,6 +18,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from services.common.batch_histogram import BatchHistogram
+
 disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -36,13 +38,13 @@ EVENTS_IN_PROGRESS = Gauge(
     "Events of the batch a stage has in hand and has not finished yet.",
     ["stage"],
 )
-PROCESSING_SECONDS = Histogram(
+PROCESSING_SECONDS = BatchHistogram(
     "wardflow_processing_seconds",
     "Time a stage spent on one event.",
     ["stage"],
     buckets=PROCESSING_BUCKETS,
 )
-EVENT_TIME_LAG_SECONDS = Histogram(
+EVENT_TIME_LAG_SECONDS = BatchHistogram(
     "wardflow_event_time_lag_seconds",
     "Processing time minus the event's occurred_at.",
     ["stage"],

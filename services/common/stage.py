@@ -293,12 +293,16 @@ class StageRunner:
     async def _process_batch(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> list[Outgoing]:
-        """Every record of the batch, in partition order; the stage's series are updated once
-        per batch, the processing time observed per record."""
+        """Every record of the batch, in partition order. The stage's series are updated once
+        per batch: the processing time of each record and the event-time lag of each event
+        (judged at the batch's start) are observed together at its end."""
         in_progress, seconds, last_processed = metrics.stage_series(self.stage)
         size = sum(len(records) for records in batch.values())
         in_progress.inc(size)
         outputs: list[Outgoing] = []
+        durations: list[float] = []
+        lags: list[float] = []
+        now = self.clock()
         try:
             for tp, records in batch.items():
                 spec = self._specs[tp.topic]
@@ -307,16 +311,22 @@ class StageRunner:
                 for record in records:
                     started = time.perf_counter()
                     try:
-                        outputs.extend(await self._process(spec, record))
+                        outputs.extend(await self._process(spec, record, now, lags))
                     finally:
-                        seconds.observe(time.perf_counter() - started)
+                        durations.append(time.perf_counter() - started)
         finally:
             in_progress.dec(size)
+            seconds.observe_many(durations)
+            self._event_time_lag.observe_many(lags)
             last_processed.set(time.time())
         return outputs
 
     async def _process(
-        self, spec: TopicSpec, record: ConsumerRecord[bytes, bytes]
+        self,
+        spec: TopicSpec,
+        record: ConsumerRecord[bytes, bytes],
+        now: datetime,
+        lags: list[float],
     ) -> Sequence[Outgoing]:
         if self._kinds is not None:
             kind = _kind_of(record.value)
@@ -327,8 +337,7 @@ class StageRunner:
         except ValidationError as error:
             return [self._dead_letter(record, "invalid_event", summarise(error))]
         if isinstance(event, Event):
-            lag = (self.clock() - event.occurred_at).total_seconds()
-            self._event_time_lag.observe(max(0.0, lag))
+            lags.append(max(0.0, (now - event.occurred_at).total_seconds()))
         try:
             return await self.handler(spec, event)
         except Rejected as rejected:

@@ -163,8 +163,9 @@ class Gateway:
         await self._write(fresh)
         for event in fresh:
             self._delivered.put(_key(source, event), True, clock)
-            lag = (now - event.occurred_at).total_seconds()
-            metrics.EVENT_TIME_LAG_SECONDS.labels(STAGE).observe(max(0.0, lag))
+        metrics.EVENT_TIME_LAG_SECONDS.labels(STAGE).observe_many(
+            [max(0.0, (now - event.occurred_at).total_seconds()) for event in fresh]
+        )
         metrics.EVENTS_OUT.labels(STAGE, EVENTS_RAW.name).inc(len(fresh))
         if events:  # accepted (a resend too: the source is alive)
             accepted_at = self.wall_clock()
