@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, Strict, StrictBool, model_validator
+from pydantic import Field, Strict, StrictBool, model_validator
 
 from schemas.base import Contract, Event, Identifier
 from schemas.vocabulary import Consciousness, VitalParameter
 
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-FiniteFloat = Annotated[float, Strict(), AfterValidator(_finite)]
-"""A finite number sent as a JSON number (a numeric string is refused, not guessed at)."""
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite number sent as a JSON number (a numeric string is refused, not guessed at; NaN and
+infinities, also a JSON number too large for a float, are refused)."""
 
 
 class Measurement(Contract):
