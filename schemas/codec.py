@@ -19,6 +19,19 @@ def adapter_for(spec: TopicSpec) -> TypeAdapter[Any]:
     return TypeAdapter(Annotated[union, Field(discriminator="kind")])
 
 
+@cache
+def reader_for(spec: TopicSpec, *readers: type[BaseModel]) -> TypeAdapter[Any]:
+    """`adapter_for(spec)` with each reader model standing in for the topic's event of the same
+    kind: a consumer's narrower view of an event (a tolerant reader), for fields it never uses
+    and that cost time to validate. A reader model must be the event without those fields."""
+    by_kind = {reader.model_fields["kind"].default: reader for reader in readers}
+    events = tuple(by_kind.get(event.model_fields["kind"].default, event) for event in spec.events)
+    if len(events) == 1:
+        return TypeAdapter(events[0])
+    union: Any = Union[events]  # noqa: UP007 - a runtime tuple of classes
+    return TypeAdapter(Annotated[union, Field(discriminator="kind")])
+
+
 def decode(spec: TopicSpec, value: bytes | str) -> Any:
     """Validate a record value against the topic's events; raises pydantic.ValidationError."""
     return adapter_for(spec).validate_json(value)

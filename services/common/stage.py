@@ -95,6 +95,7 @@ class StageRunner:
         state: WrittenState | None = None,
         on_assigned: Assigned | None = None,
         kinds: Collection[str] | None = None,
+        decoder: Callable[[TopicSpec, bytes], Any] = decode,
     ) -> None:
         """`prepare` runs once before the stage joins its group; `ticker` every `tick_seconds`;
         `before_commit` after each batch, its outputs acknowledged with the batch's before the
@@ -110,7 +111,11 @@ class StageRunner:
 
         `kinds`: the event kinds the handler acts on (None: every kind); a record of another kind
         is counted and skipped without being decoded (a stage that reads a topic for a few of its
-        kinds, as the scheduler reads events.clean)."""
+        kinds, as the scheduler reads events.clean).
+
+        `decoder`: how a record value becomes an event (the topic's contract by default; fusion
+        reads vital signs without the fields it never uses). Its ValidationError dead-letters
+        the record."""
         self.stage = stage
         self.prepare = prepare
         self.ticker = ticker
@@ -127,6 +132,7 @@ class StageRunner:
         self._next_commit = 0.0
         self.on_assigned = on_assigned
         self._kinds = frozenset(kinds) if kinds is not None else None
+        self._decode = decoder
         # Set while the partitions held are the ones `on_assigned` was told of: aiokafka may hand
         # out records of a new assignment before its listener has finished.
         self._assignment_settled = asyncio.Event()
@@ -333,7 +339,7 @@ class StageRunner:
             if kind is not None and kind not in self._kinds:
                 return []  # not an event this stage acts on (no kind found: decoded)
         try:
-            event = decode(spec, record.value or b"")
+            event = self._decode(spec, record.value or b"")
         except ValidationError as error:
             return [self._dead_letter(record, "invalid_event", summarise(error))]
         if isinstance(event, Event):

@@ -4,7 +4,8 @@
 `domain.py`; this is the transport shell.
 
 - **Events.** Each clean clinical event is applied to the patient's record; a snapshot is sent
-  when the throttle allows one. Bed and resource events are the scheduler's: skipped.
+  when the throttle allows one. Bed and resource events are the scheduler's: skipped. Vital
+  signs are read without their `origins`, which fusion never uses (`reader.py`).
 - **Changelog.** A changed record is written to the changelog (the latest version, on the
   partition of the patient's events, kept in the record) once its first unwritten change is
   `changelog_interval_seconds` old (2 s by default): at most once per interval per patient, and
@@ -48,6 +49,7 @@ from services.fusion.care import CARE_EVENT_TYPES
 from services.fusion.config import FusionSettings
 from services.fusion.domain import FusionPolicy, Outcome, PatientRecord, flush, handle, next_due
 from services.fusion.domain import republish as last_snapshot
+from services.fusion.reader import read_clean_event
 
 STAGE = "fusion"
 CLINICAL_EVENTS = frozenset(
@@ -216,4 +218,5 @@ def build(settings: FusionSettings) -> StageRunner:
         state=fusion,
         on_assigned=fusion.on_assigned,
         kinds=CLINICAL_EVENTS,
+        decoder=read_clean_event,
     )

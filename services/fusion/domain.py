@@ -42,6 +42,7 @@ from schemas.observations import Spo2ScaleSet, VitalSignsRecorded
 from schemas.patients import PatientStateUpdated
 from services.fusion.adt import AdtEvent, AdtLog, record_adt
 from services.fusion.care import CareEvent, CareRecord, digest, fold, plan
+from services.fusion.reader import RecordedVitals, Vitals
 from services.fusion.readings import (
     DEFAULT_MAX_AGE_SECONDS,
     ConsciousnessTrack,
@@ -63,7 +64,7 @@ from services.fusion.throttle import (
 )
 
 SOURCE = "wardflow-fusion"
-ClinicalEvent = VitalSignsRecorded | Spo2ScaleSet | CareEvent | AdtEvent
+ClinicalEvent = Vitals | Spo2ScaleSet | CareEvent | AdtEvent
 Trigger = Literal["change", "interval"]
 
 
@@ -126,7 +127,7 @@ def _bumped(record: PatientRecord, event: ClinicalEvent, **update: object) -> Pa
 
 def apply(record: PatientRecord, event: ClinicalEvent) -> PatientRecord:
     """The record with the event applied; the same object when the event changes nothing."""
-    if isinstance(event, VitalSignsRecorded):
+    if isinstance(event, VitalSignsRecorded | RecordedVitals):
         observations = observe(record.observations, event)
         if observations is record.observations:
             return record

@@ -31,7 +31,6 @@ from datetime import datetime
 from typing import Any
 
 from schemas.base import Contract, UtcDatetime, evolve, value_class
-from schemas.observations import VitalSignsRecorded
 from schemas.patients import (
     ConsciousnessReading,
     NumericReading,
@@ -39,6 +38,7 @@ from schemas.patients import (
     PatientReadings,
 )
 from schemas.vocabulary import Consciousness, VitalParameter
+from services.fusion.reader import Vitals
 
 NUMERIC_FIELDS = (
     "heart_rate_bpm",
@@ -180,11 +180,11 @@ def change_1h(track: NumericTrack) -> float | None:
     return None
 
 
-def _flagged_fields(event: VitalSignsRecorded) -> set[str]:
+def _flagged_fields(event: Vitals) -> set[str]:
     return {field for flag in event.artifacts for field in _FIELDS_OF.get(flag.parameter, ())}
 
 
-def _oxygen_evidence(event: VitalSignsRecorded, flagged: set[str]) -> bool | None:
+def _oxygen_evidence(event: Vitals, flagged: set[str]) -> bool | None:
     vitals = event.vitals
     evidence: list[bool] = []
     if vitals.on_supplemental_oxygen is not None:
@@ -232,7 +232,7 @@ def _stamp(observed: Observed) -> dict[str, Any]:
     return {"at": observed.at, "source": observed.source, "event_id": observed.event_id}
 
 
-def observe(observations: Observations, event: VitalSignsRecorded) -> Observations:
+def observe(observations: Observations, event: Vitals) -> Observations:
     """The observations with the event's valid values merged in; the same object if unchanged."""
     observed = Observed(at=event.occurred_at, source=event.source, event_id=str(event.event_id))
     second = int(event.occurred_at.timestamp())
