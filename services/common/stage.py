@@ -72,6 +72,12 @@ def _kind_of(value: bytes | None) -> str | None:
     return value[start:end].decode("ascii", "replace") if end > start else None
 
 
+def _skipped(value: bytes | None, kinds: frozenset[str]) -> bool:
+    """A record of a kind the stage does not act on (no kind found: not skipped, decoded)."""
+    kind = _kind_of(value)
+    return kind is not None and kind not in kinds
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -315,6 +321,8 @@ class StageRunner:
                 RECORD_PARTITION.set(tp.partition)
                 self._events_in[spec.name].inc(len(records))
                 for record in records:
+                    if self._kinds is not None and _skipped(record.value, self._kinds):
+                        continue  # counted in, not timed: not an event this stage acts on
                     started = time.perf_counter()
                     try:
                         outputs.extend(await self._process(spec, record, now, lags))
@@ -334,10 +342,6 @@ class StageRunner:
         now: datetime,
         lags: list[float],
     ) -> Sequence[Outgoing]:
-        if self._kinds is not None:
-            kind = _kind_of(record.value)
-            if kind is not None and kind not in self._kinds:
-                return []  # not an event this stage acts on (no kind found: decoded)
         try:
             event = self._decode(spec, record.value or b"")
         except ValidationError as error:

@@ -47,7 +47,14 @@ from services.common.stage import StageRunner
 from services.fusion.adt import ADT_EVENT_TYPES
 from services.fusion.care import CARE_EVENT_TYPES
 from services.fusion.config import FusionSettings
-from services.fusion.domain import FusionPolicy, Outcome, PatientRecord, flush, handle, next_due
+from services.fusion.domain import (
+    FusionPolicy,
+    Outcome,
+    PatientRecord,
+    flush,
+    handle,
+    next_due_timestamp,
+)
 from services.fusion.domain import republish as last_snapshot
 from services.fusion.reader import read_clean_event
 
@@ -180,11 +187,11 @@ class Fusion:
         )
 
     def _schedule(self, record: PatientRecord) -> None:
-        at = next_due(record, self.policy)
+        at = next_due_timestamp(record, self.policy)
         if at is None:
             self.due.pop(record.patient_id, None)
         else:
-            self.due[record.patient_id] = at.timestamp()
+            self.due[record.patient_id] = at
 
     async def _restore(self, partitions: frozenset[int]) -> dict[str, PatientRecord]:
         """The latest record per patient on these changelog partitions, read to their end."""

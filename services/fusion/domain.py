@@ -45,11 +45,8 @@ from services.fusion.care import CareEvent, CareRecord, digest, fold, plan
 from services.fusion.reader import RecordedVitals, Vitals
 from services.fusion.readings import (
     DEFAULT_MAX_AGE_SECONDS,
-    ConsciousnessTrack,
-    NumericTrack,
     Observations,
     Observed,
-    OxygenTrack,
     is_stale,
     observe,
     readings,
@@ -173,21 +170,22 @@ def signature(record: PatientRecord, now: datetime, policy: FusionPolicy) -> Sig
     if care:  # a patient without instructions keeps the signature it had before care plans
         location += f"|care={care}"
     observations = record.observations
-    on_oxygen = observations.oxygen is not None and observations.oxygen.on_oxygen
+    oxygen, level = observations.oxygen, observations.consciousness
+    max_ages = policy.max_age_seconds
+    # Severity of each present, fresh reading (is_stale written out: this runs for every event).
     severities: dict[str, int] = {}
-    for name, track in observations.tracks().items():
-        if is_stale(track, name, now, policy.max_age_seconds):
+    for name, track in observations.numeric.items():
+        if (now - track.at).total_seconds() > max_ages[name]:
             continue
-        if isinstance(track, NumericTrack):
-            severities[name] = (
-                spo2_severity(track.value, record.scale, on_oxygen)
-                if name == "spo2_percent"
-                else numeric_severity(name, track.value)
-            )
-        elif isinstance(track, OxygenTrack):
-            severities[name] = int(track.on_oxygen)
-        elif isinstance(track, ConsciousnessTrack):
-            severities[name] = consciousness_severity(track.level)
+        severities[name] = (
+            spo2_severity(track.value, record.scale, oxygen is not None and oxygen.on_oxygen)
+            if name == "spo2_percent"
+            else numeric_severity(name, track.value)
+        )
+    if oxygen is not None and not is_stale(oxygen, "supplemental_oxygen", now, max_ages):
+        severities["supplemental_oxygen"] = int(oxygen.on_oxygen)
+    if level is not None and not is_stale(level, "consciousness", now, max_ages):
+        severities["consciousness"] = consciousness_severity(level.level)
     return Signature(location=location, severities=severities)
 
 
@@ -231,19 +229,26 @@ def handle(
 
 def next_due(record: PatientRecord, policy: FusionPolicy) -> datetime | None:
     """When the throttle should look at the patient again without an event, if ever."""
+    due = next_due_timestamp(record, policy)
+    return None if due is None else datetime.fromtimestamp(due, UTC)
+
+
+def next_due_timestamp(record: PatientRecord, policy: FusionPolicy) -> float | None:
+    """`next_due` in Unix seconds (what the flush timer's index keeps; called for every event)."""
     throttle = record.throttle
     if throttle.emitted_at is None:
         return None
-    emitted = throttle.emitted_at.timestamp()  # in seconds: called for every event
-    due: list[float] = []
-    if throttle.pending:
-        due.append(emitted + policy.min_snapshot_interval_seconds)
+    emitted = throttle.emitted_at.timestamp()
+    due = emitted + policy.min_snapshot_interval_seconds if throttle.pending else None
     max_ages = policy.max_age_seconds
+    at, seconds = None, 0.0
     for name, track in record.observations.tracks().items():
-        turns_stale = track.at.timestamp() + max_ages[name]
-        if turns_stale >= emitted:  # fresh in the last snapshot
-            due.append(turns_stale)
-    return datetime.fromtimestamp(min(due), UTC) if due else None
+        if track.at is not at:  # the readings of one event share its time: converted once
+            at, seconds = track.at, track.at.timestamp()
+        turns_stale = seconds + max_ages[name]
+        if turns_stale >= emitted and (due is None or turns_stale < due):  # fresh when emitted
+            due = turns_stale
+    return due
 
 
 def snapshot_id(patient_id: str, version: int, stale: list[str]) -> UUID:
