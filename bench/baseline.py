@@ -25,10 +25,8 @@ from aiokafka.errors import KafkaError
 from bench.common import PARTITIONS, Options, Stack, running_stack
 from bench.figures import (
     StageAccount,
-    Verdict,
     judge,
     latency_summary,
-    should_stop,
     slice_counts,
 )
 from bench.load import SLICE_SECONDS
@@ -233,30 +231,12 @@ async def run_rate(
     }
 
 
-async def sweep(options: Options, pool: list[tuple[bytes | None, bytes]]) -> list[dict[str, Any]]:
-    if not pool:
-        raise RuntimeError("no events.raw records from the pipeline run to relay")
-    rows: list[dict[str, Any]] = []
-    verdicts: list[Verdict] = []
-    deadline = time.monotonic() + BUDGET_WINDOWS * (
-        options.warmup_seconds + options.duration_seconds
-    )
-    for per_second in RATES:
-        if rows and time.monotonic() > deadline:
-            rows[-1]["sweep_cut_by_time_budget"] = True
-            break
-        row = await rate_on_a_fresh_broker(options, pool, per_second)
-        rows.append(row)
-        verdicts.append(Verdict(row["sustained"], row["clearly_not_sustained"]))
-        if should_stop(verdicts):
-            break
-    return rows
-
-
 async def rate_on_a_fresh_broker(
     options: Options, pool: list[tuple[bytes | None, bytes]], per_second: float
 ) -> dict[str, Any]:
     """One rate on its own broker and relays, as the pipeline's rates (`pipeline.py`)."""
+    if not pool:
+        raise RuntimeError("no events.raw records from the pipeline run to relay")
     options = replace(options, log_dir=options.log_dir / f"baseline-{per_second:g}")
     async with running_stack(options.log_dir) as stack:
         await ensure_topics(stack.settings, dict.fromkeys(TOPICS, False), PARTITIONS)

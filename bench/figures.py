@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SUSTAINED_FRACTION = 0.95
 """A rate is sustained when at least this share of it got through the pipeline's last hop..."""
@@ -98,6 +98,38 @@ def should_stop(verdicts: Sequence[Verdict]) -> bool:
     if last.clearly_not:
         return True
     return len(verdicts) >= 2 and not last.sustained and not verdicts[-2].sustained
+
+
+@dataclass
+class Ladder:
+    """One system's sweep: its offered rates in increasing order, taken one at a time
+    (`next_rate`, then `record` the verdict and the seconds it took). It ends at a stop verdict
+    (`should_stop`) once past `always_up_to`, or when `budget_seconds` are spent: no new rate
+    starts after that (`cut_by_budget` says so when rates were left)."""
+
+    rates: tuple[float, ...]
+    budget_seconds: float
+    always_up_to: float = 0.0
+    verdicts: list[Verdict] = field(default_factory=list)
+    spent_seconds: float = 0.0
+    stopped: bool = False
+    cut_by_budget: bool = False
+
+    def next_rate(self) -> float | None:
+        if self.stopped or len(self.verdicts) >= len(self.rates):
+            return None
+        rate = self.rates[len(self.verdicts)]
+        if self.verdicts and rate > self.always_up_to and self.spent_seconds > self.budget_seconds:
+            self.stopped = self.cut_by_budget = True
+            return None
+        return rate
+
+    def record(self, verdict: Verdict, seconds: float) -> None:
+        self.verdicts.append(verdict)
+        self.spent_seconds += seconds
+        rate = self.rates[len(self.verdicts) - 1]
+        if should_stop(self.verdicts) and rate >= self.always_up_to:
+            self.stopped = True
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ through ingest over HTTP by the simulator's hospital (`load.py`): for each rate,
 order, a new cohort of PATIENTS patients is admitted, their vital signs are posted on an open-loop
 timetable (warm-up, then the measured window), everything drains, they are discharged, and the
 stage topics are read back (`readback.py`) for the loss account and the latencies. The sweep
-stops at the first rate the pipeline clearly cannot sustain (`figures.should_stop`). Definitions
-are in bench/README.md ("Pipeline").
+stops at the first rate the pipeline clearly cannot sustain (`figures.should_stop`); the relay's
+rates (`baseline.py`) are interleaved with it. Definitions are in bench/README.md ("Pipeline").
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import httpx
 from bench import baseline
 from bench.common import Options, Stack, running_stack
 from bench.figures import (
+    Ladder,
     StageAccount,
     Verdict,
     ids_account,
     judge,
     latency_summary,
-    should_stop,
 )
 from bench.http_client import KeepAlivePool
 from bench.ingest import Ingest, start_ingest
@@ -290,34 +290,49 @@ async def rate_on_a_fresh_stack(
     return row, sample
 
 
-async def sweep_pipeline(
-    options: Options,
-) -> tuple[list[dict[str, Any]], list[tuple[bytes | None, bytes]]]:
-    budget = BUDGET_WINDOWS * (options.warmup_seconds + options.duration_seconds)
-    deadline = time.monotonic() + budget
-    rows: list[dict[str, Any]] = []
-    verdicts: list[Verdict] = []
-    sample: list[tuple[bytes | None, bytes]] = []
-    for number, per_second in enumerate(RATES, start=1):
-        if per_second > ALWAYS_UP_TO and time.monotonic() > deadline:
-            rows[-1]["sweep_cut_by_time_budget"] = True
-            break
-        row, sample = await rate_on_a_fresh_stack(options, number, per_second)
-        rows.append(row)
-        verdicts.append(Verdict(row["sustained"], row["clearly_not_sustained"]))
-        if should_stop(verdicts) and per_second >= ALWAYS_UP_TO:
-            break
-    return rows, sample
-
-
 async def run(options: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    pipeline_rows, sample = await sweep_pipeline(options)
-    try:
-        baseline_rows, failure = await baseline.sweep(options, sample), None
-    except Exception as error:  # the pipeline's figures are kept; the ratio is then n/a
-        log.exception("relay baseline failed")
-        baseline_rows, failure = [], f"{type(error).__name__}: {error}"
-    return pipeline_rows + baseline_rows, checks_of(pipeline_rows + baseline_rows, failure)
+    """The two sweeps, interleaved: a pipeline rate, then a relay rate, and so on, each on its own
+    ladder, stop rule and time budget. Run one after the other, a slow spell of the shared machine
+    (they last minutes here) would fall on one system's sweep and skew their ratio; interleaved,
+    both meet it. The relay replays events.raw records of the latest pipeline rate."""
+    window = options.warmup_seconds + options.duration_seconds
+    pipeline = Ladder(RATES, BUDGET_WINDOWS * window, always_up_to=ALWAYS_UP_TO)
+    relay = Ladder(baseline.RATES, baseline.BUDGET_WINDOWS * window)
+    pipeline_rows: list[dict[str, Any]] = []
+    baseline_rows: list[dict[str, Any]] = []
+    sample: list[tuple[bytes | None, bytes]] = []
+    failure: str | None = None
+    while True:
+        ran = False
+        if (per_second := pipeline.next_rate()) is not None:
+            started = time.monotonic()
+            number = len(pipeline_rows) + 1
+            row, sample = await rate_on_a_fresh_stack(options, number, per_second)
+            pipeline_rows.append(row)
+            pipeline.record(verdict_of(row), time.monotonic() - started)
+            ran = True
+        if failure is None and (per_second := relay.next_rate()) is not None:
+            started = time.monotonic()
+            try:
+                row = await baseline.rate_on_a_fresh_broker(options, sample, per_second)
+            except Exception as error:  # the pipeline's figures are kept; the ratio is then n/a
+                log.exception("relay baseline failed")
+                failure = f"{type(error).__name__}: {error}"
+            else:
+                baseline_rows.append(row)
+                relay.record(verdict_of(row), time.monotonic() - started)
+                ran = True
+        if not ran:
+            break
+    for ladder, rows in ((pipeline, pipeline_rows), (relay, baseline_rows)):
+        if ladder.cut_by_budget and rows:
+            rows[-1]["sweep_cut_by_time_budget"] = True
+    every_row = pipeline_rows + baseline_rows
+    return every_row, checks_of(every_row, failure)
+
+
+def verdict_of(row: dict[str, Any]) -> Verdict:
+    return Verdict(row["sustained"], row["clearly_not_sustained"])
 
 
 def checks_of(rows: list[dict[str, Any]], baseline_failure: str | None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.figures import (
+    Ladder,
     RatePoint,
     StageAccount,
     Verdict,
@@ -120,6 +121,38 @@ def test_sweep_stops_at_the_first_clear_miss_or_two_misses_in_a_row(
     verdicts: list[Verdict], stop: bool
 ) -> None:
     assert should_stop(verdicts) is stop
+
+
+def climb(ladder: Ladder, verdicts: list[Verdict], seconds: float = 10.0) -> list[float]:
+    """The rates a ladder runs when each rate gets the next verdict and takes `seconds`."""
+    ran = []
+    for verdict in verdicts:
+        rate = ladder.next_rate()
+        if rate is None:
+            break
+        ran.append(rate)
+        ladder.record(verdict, seconds)
+    return ran
+
+
+def test_a_ladder_stops_as_the_sweep_rule_says() -> None:
+    assert climb(Ladder((1, 2, 3, 4), 1e9), [YES, MARGINAL, MARGINAL, YES]) == [1, 2, 3]
+    assert climb(Ladder((1, 2, 3, 4), 1e9), [YES, CLEARLY, YES, YES]) == [1, 2]
+    assert climb(Ladder((1, 2), 1e9), [YES, YES, YES]) == [1, 2]  # then no rate is left
+
+
+def test_a_ladder_runs_up_to_its_always_rate_whatever_the_verdicts() -> None:
+    ladder = Ladder((500, 1000, 2000), 1e9, always_up_to=1000)
+    assert climb(ladder, [CLEARLY, CLEARLY, YES]) == [500, 1000]
+
+
+def test_a_ladder_starts_no_rate_once_its_budget_is_spent_and_says_so() -> None:
+    ladder = Ladder((1000, 2000, 3000, 4000), budget_seconds=25, always_up_to=1000)
+    assert climb(ladder, [YES, YES, YES, YES], seconds=10) == [1000, 2000, 3000]
+    assert ladder.cut_by_budget
+    done = Ladder((1000, 2000), budget_seconds=25)
+    climb(done, [YES, YES], seconds=10)
+    assert not done.cut_by_budget, "all rates ran: nothing was cut"
 
 
 def test_max_sustained_is_the_sustained_point_at_the_highest_offered_rate() -> None:
