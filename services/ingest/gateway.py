@@ -161,8 +161,7 @@ class Gateway:
         if len(fresh) < len(events):
             DUPLICATES.labels(channel).inc(len(events) - len(fresh))
         await self._write(fresh)
-        for event in fresh:
-            self._delivered.put(_key(source, event), True, clock)
+        self._delivered.put_many([_key(source, event) for event in fresh], True, clock)
         metrics.EVENT_TIME_LAG_SECONDS.labels(STAGE).observe_many(
             [max(0.0, (now - event.occurred_at).total_seconds()) for event in fresh]
         )

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import math
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Generic, TypeVar
@@ -77,10 +77,16 @@ class TtlMemory(Generic[K, T]):
         return value
 
     def put(self, key: K, value: T, now: float) -> None:
-        self._items[key] = (now, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self.put_many((key,), value, now)
+
+    def put_many(self, keys: Iterable[K], value: T, now: float) -> None:
+        """`put` for each key (a request's events: trimmed and expired once, not per key)."""
+        items = self._items
+        for key in keys:
+            items[key] = (now, value)
+            items.move_to_end(key)
+        while len(items) > self.capacity:
+            items.popitem(last=False)
         self._expire(now)
 
     def _expire(self, now: float) -> None:
