@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -218,6 +219,14 @@ def test_unknown_field_is_refused_naming_it() -> None:
 def test_invalid_field_is_refused_naming_its_path(overrides: dict[str, Any], field: str) -> None:
     refused = refusal(vitals(**overrides))
     assert fields(refused) == [(0, field or "measurements[0].value")]
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
+def test_a_measurement_value_that_is_not_finite_is_refused_naming_it(value: float) -> None:
+    measurements = [{"parameter": "heart_rate", "value": value, "unit": "/min"}]
+    refused = refusal(vitals(measurements=measurements))
+    assert fields(refused) == [(0, "measurements[0].value")]
+    assert "finite" in refused.problems[0].problem
 
 
 def test_naive_occurred_at_problem_says_timezone() -> None:
