@@ -75,6 +75,7 @@ class StartupFailed(RuntimeError):
 def run_up(options: UpOptions) -> int:
     console = Console()
     options.var_dir.mkdir(parents=True, exist_ok=True)
+    (options.var_dir / "stack.json").unlink(missing_ok=True)  # an earlier run's: not ready yet
     logging.basicConfig(
         filename=options.var_dir / "up.log", level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -196,8 +197,6 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
         },
         "logs": str(logs),
     }
-    (options.var_dir / "stack.json").write_text(json.dumps(stack.endpoints, indent=2) + "\n")
-    log.info("stack ready services=%d simulate=%s", len(stack.services), options.simulate)
     if options.simulate:
         env = {
             "WARDFLOW_SIMULATOR_INGEST_URL": ingest_url,
@@ -205,6 +204,12 @@ async def _start(options: UpOptions, stack: Stack, console: Console) -> None:
             "WARDFLOW_SIMULATOR_API_KEY": api_key,
         }
         stack.simulator = start_process("simulator", ["simulate"], env, logs)
+    # Written last, and whole (renamed into place): its presence says everything is running.
+    endpoints = options.var_dir / "stack.json"
+    partial = endpoints.with_suffix(".json.partial")
+    partial.write_text(json.dumps(stack.endpoints, indent=2) + "\n")
+    partial.replace(endpoints)
+    log.info("stack ready services=%d simulate=%s", len(stack.services), options.simulate)
 
 
 async def _wait_ready(processes: list[ManagedProcess], metrics_urls: dict[str, str]) -> None:
