@@ -13,10 +13,7 @@ from schemas.topics import TopicSpec
 @cache
 def adapter_for(spec: TopicSpec) -> TypeAdapter[Any]:
     """A validator for every event a topic may carry, chosen by the `kind` field."""
-    if len(spec.events) == 1:
-        return TypeAdapter(spec.events[0])
-    union: Any = Union[spec.events]  # noqa: UP007 - a runtime tuple of classes
-    return TypeAdapter(Annotated[union, Field(discriminator="kind")])
+    return _adapter(spec.events)
 
 
 @cache
@@ -25,7 +22,12 @@ def reader_for(spec: TopicSpec, *readers: type[BaseModel]) -> TypeAdapter[Any]:
     kind: a consumer's narrower view of an event (a tolerant reader), for fields it never uses
     and that cost time to validate. A reader model must be the event without those fields."""
     by_kind = {reader.model_fields["kind"].default: reader for reader in readers}
-    events = tuple(by_kind.get(event.model_fields["kind"].default, event) for event in spec.events)
+    return _adapter(
+        tuple(by_kind.get(event.model_fields["kind"].default, event) for event in spec.events)
+    )
+
+
+def _adapter(events: tuple[type[BaseModel], ...]) -> TypeAdapter[Any]:
     if len(events) == 1:
         return TypeAdapter(events[0])
     union: Any = Union[events]  # noqa: UP007 - a runtime tuple of classes

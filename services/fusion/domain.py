@@ -172,10 +172,9 @@ def signature(record: PatientRecord, now: datetime, policy: FusionPolicy) -> Sig
     observations = record.observations
     oxygen, level = observations.oxygen, observations.consciousness
     max_ages = policy.max_age_seconds
-    # Severity of each present, fresh reading (is_stale written out: this runs for every event).
-    severities: dict[str, int] = {}
+    severities: dict[str, int] = {}  # of each present, fresh reading
     for name, track in observations.numeric.items():
-        if (now - track.at).total_seconds() > max_ages[name]:
+        if is_stale(track, name, now, max_ages):
             continue
         severities[name] = (
             spo2_severity(track.value, record.scale, oxygen is not None and oxygen.on_oxygen)

@@ -213,17 +213,15 @@ def _numeric(
     if track is None:
         return _track(observed, value, ((second, value),))
     history = track.history
-    newer = (observed.at, observed.event_id) > (track.at, track.event_id)
-    if newer and history:
-        last_second = history[-1][0]
-        bucket = second // TREND_BUCKET_SECONDS
-        if (
-            second > last_second
-            and bucket == last_second // TREND_BUCKET_SECONDS
-            and history[0][0] // TREND_BUCKET_SECONDS
-            >= (second - TREND_WINDOW_SECONDS) // TREND_BUCKET_SECONDS
-        ):  # the usual case: a later reading in the latest point's bucket, none leaves the window
-            return _track(observed, value, history)
+    newer = observed.is_newer_than(track)
+    if (
+        newer
+        and history
+        and second > history[-1][0]
+        and _bucket(second) == _bucket(history[-1][0])
+        and _bucket(history[0][0]) >= _bucket(second - TREND_WINDOW_SECONDS)
+    ):  # the usual case: a later reading in the latest point's bucket, nothing leaves the window
+        return _track(observed, value, history)
     newest = observed if newer else track
     history = add_point(history, int(newest.at.timestamp()), (second, value))
     if newest is track:
