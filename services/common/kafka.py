@@ -36,6 +36,7 @@ def make_producer(settings: ServiceSettings, *, linger_ms: int = 2) -> AIOKafkaP
         enable_idempotence=False,
         linger_ms=linger_ms,
         request_timeout_ms=10_000,
+        max_batch_size=settings.kafka_producer_batch_bytes,
     )
 
 

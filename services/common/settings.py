@@ -44,6 +44,16 @@ class ServiceSettings(BaseSettings):
         "batch's outputs before it takes the next, so this caps a stage at about this many "
         "records per round trip: 500 capped cleaning near 5,000 events/s (bench/README.md).",
     )
+    kafka_producer_batch_bytes: int = Field(
+        default=1_000_000,
+        ge=16_384,
+        le=100_000_000,
+        description="Largest record batch a producer sends to one partition. A stage's outputs "
+        "to a partition go as one batch; a smaller limit splits them, and a partition's next "
+        "batch waits for the previous one's acknowledgement: with aiokafka's 16 KiB default, a "
+        "relay hop at 8,000 records/s made three times the round trips (bench/README.md). Keep it "
+        "under the broker's and topics' message.max.bytes (Apache Kafka: 1,048,588).",
+    )
     topic_prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9._-]*$", description="Prefix for every topic name."
     )

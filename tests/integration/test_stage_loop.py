@@ -20,7 +20,7 @@ from schemas.observations import Measurement, VitalSignsObserved
 from schemas.topics import EVENTS_RAW
 from schemas.vocabulary import VitalParameter
 from services.common.handlers import Output, StateRecord
-from services.common.kafka import BatchWriter, Outbox, ensure_topics, topic
+from services.common.kafka import BatchWriter, Outbox, ensure_topics, make_producer, topic
 from services.common.settings import ServiceSettings
 from services.common.stage import StageRunner
 from tests.support import RunningStage, eventually, publish
@@ -98,6 +98,36 @@ async def test_outbox_puts_each_key_where_send_would_and_keeps_its_order(
         assert numbers == sorted(numbers) and len(numbers) == 20, "a key's records in order"
     assert [r.partition for r in records if r.key == b"pinned"] == [1]
     assert [r.value for r in records if r.key is None] == [b"no key"]
+
+
+async def test_a_batch_of_outputs_goes_to_the_broker_in_one_produce_request(
+    settings_factory: Any, kafka: Any
+) -> None:
+    # 1,000 records of 600 bytes for one partition: aiokafka's default 16 KiB batch limit split
+    # them into about 40 batches, each waiting for the previous one's acknowledgement.
+    settings: ServiceSettings = await settings_factory()
+    name = f"{settings.topic_prefix}big-batch"
+    await ensure_topics(settings, {name: False}, partitions=2)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        requests: list[str] = []
+        send = producer.client.send
+
+        def counting_send(node_id: Any, request: Any, **kwargs: Any) -> Any:
+            requests.append(type(request).__name__)
+            return send(node_id, request, **kwargs)
+
+        producer.client.send = counting_send  # type: ignore[method-assign]
+        outbox = Outbox(producer)
+        for n in range(1_000):
+            outbox.add(name, b"one patient", f"{n:06d}".encode() + b"x" * 594, partition=0)
+        await asyncio.gather(*await outbox.send())
+        assert requests.count("ProduceRequest") == 1, requests
+    finally:
+        await producer.stop()
+    records = await read_all(kafka.url, name)
+    assert [int(r.value[:6]) for r in records] == list(range(1_000))
 
 
 async def test_batch_writer_carries_concurrent_writes_together_in_order(
