@@ -51,7 +51,7 @@ from services.common.kafka import BatchWriter, ensure_topics, make_producer, top
 
 RELAYS = 3
 TOPICS = tuple(f"bench.relay.{hop}" for hop in range(RELAYS + 1))
-RATES = (1_000.0, 12_000.0, 18_000.0, 22_000.0, 25_000.0, 28_000.0, 31_000.0, 34_000.0, 40_000.0)
+RATES = (1_000.0, 16_000.0, 22_000.0, 25_000.0, 28_000.0, 31_000.0, 34_000.0, 40_000.0)
 """The rate of the latency target, then from above the pipeline's range up to the relay's maximum
 (the ratio's denominator) in steps of at most 1/8 where it has been (about 28,000/s since
 producers send a partition's records as one batch): the low rates tell nothing about it and would
