@@ -58,7 +58,7 @@ producers send a partition's records as one batch): the low rates tell nothing a
 use the time budget."""
 POOL_RECORDS = 20_000
 DRAIN_SECONDS = 30.0
-BUDGET_WINDOWS = 10  # no new rate starts after this many (warm-up + window)s: make bench < 10 min
+BUDGET_WINDOWS = 11  # no new rate starts after this many (warm-up + window)s: make bench < 10 min
 FLOWS = tuple(
     Flow(
         f"relay-{hop}",
