@@ -50,9 +50,9 @@ class ServiceSettings(BaseSettings):
         le=100_000_000,
         description="Largest record batch a producer sends to one partition. A stage's outputs "
         "to a partition go as one batch; a smaller limit splits them, and a partition's next "
-        "batch waits for the previous one's acknowledgement: with aiokafka's 16 KiB default, a "
-        "relay hop at 8,000 records/s made three times the round trips (bench/README.md). Keep it "
-        "under the broker's and topics' message.max.bytes (Apache Kafka: 1,048,588).",
+        "batch waits for the previous one's acknowledgement: with aiokafka's 16 KiB default, "
+        "cleaning made three times the produce requests at 2,000 events/s (bench/README.md). Keep "
+        "it under the broker's and topics' message.max.bytes (Apache Kafka: 1,048,588).",
     )
     topic_prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9._-]*$", description="Prefix for every topic name."
